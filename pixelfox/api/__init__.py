@@ -1,0 +1,102 @@
+"""JSON API (SPEC §5): errors are {"error": code, "message": text}."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from flask_login import current_user
+
+from pixelfox.extensions import csrf
+from pixelfox.models import User
+from pixelfox.services import accounts, health, images, uploads
+from pixelfox.web.hooks import client_ip, error_response
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def api_key_from_request() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def api_user(allow_session: bool = True) -> User | None:
+    """The caller: by API key, else (when allowed) by session cookie. A session caller of a
+    state-changing method must send X-CSRFToken."""
+    key = api_key_from_request()
+    if key:
+        return accounts.user_for_api_key(key)
+    if allow_session and current_user.is_authenticated:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            csrf.protect()
+        return current_user._get_current_object()
+    return None
+
+
+def unauthorized():
+    if api_key_from_request():
+        return error_response(401, "invalid_api_key", "The API key is wrong or was revoked.")
+    return error_response(401, "unauthorized", "Send an API key (Authorization: Bearer pxl_…).")
+
+
+@bp.get("/v1/ping")
+def ping():
+    """Liveness."""
+    return jsonify(ping="pong")
+
+
+@bp.get("/v1/health")
+def health_check():
+    """Per-dependency status of this node; 503 when one is down."""
+    report = health.report()
+    return jsonify(report), 200 if report["status"] == "ok" else 503
+
+
+@bp.post("/v1/upload")
+def upload():
+    """One-shot upload through the app node (API key)."""
+    user = api_user(allow_session=False)
+    if user is None:
+        return unauthorized()
+    stored = request.files.get("file")
+    if stored is None:
+        return error_response(400, "no_file", "Send the image as multipart field 'file'.")
+    try:
+        received = uploads.receive(stored.stream, stored.filename, user, client_ip())
+    except uploads.UploadRefused as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.retry_after)
+    image = received.image
+    return jsonify(
+        image_uuid=image.uuid,
+        view_url=images.view_url(image),
+        status_url=status_url(image.uuid),
+        duplicate=received.duplicate,
+    ), 201
+
+
+def status_url(uuid: str) -> str:
+    return current_app.config["PUBLIC_DOMAIN"] + url_for("api.image_status", uuid=uuid)
+
+
+def _managed_image(uuid: str):
+    user = api_user()
+    if user is None:
+        return None, unauthorized()
+    image = images.by_uuid(uuid)
+    if image is None or not images.is_manager(user, image):
+        return None, error_response(404, "not_found", "No such image.")
+    return image, None
+
+
+@bp.get("/v1/images/<uuid>")
+def image_detail(uuid: str):
+    """An image with absolute URLs of its original and variants (owner or admin)."""
+    image, err = _managed_image(uuid)
+    return err or jsonify(images.detail_payload(image))
+
+
+@bp.get("/v1/images/<uuid>/status")
+def image_status(uuid: str):
+    """Processing status; `complete` means processing has ended (check `failed`)."""
+    image, err = _managed_image(uuid)
+    return err or jsonify(images.status_payload(image))

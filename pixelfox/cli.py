@@ -1,0 +1,82 @@
+"""`flask --app wsgi …` commands: users, scheduler."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from pixelfox.extensions import db, get_redis
+from pixelfox.models import User
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+@users_cli.command("create")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+def users_create(username: str, email: str, password: str, admin: bool) -> None:
+    """Create a user (active at once)."""
+    from pixelfox.services import accounts
+
+    try:
+        user = accounts.create_user(username, email, password, "admin" if admin else "user")
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {user.role} {user.username} (id {user.id})")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """List users."""
+    rows = db.session.execute(db.select(User).order_by(User.id)).scalars()
+    for u in rows:
+        click.echo(f"{u.id}\t{u.username}\t{u.email}\t{u.role}\t{u.status}")
+
+
+@users_cli.command("set-password")
+@click.option("--username", required=True, help="Username or e-mail.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def users_set_password(username: str, password: str) -> None:
+    """Set a user's password."""
+    from pixelfox.services import accounts
+
+    user = accounts.find_login(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        accounts.set_password(user, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password set for {user.username}")
+
+
+@click.command("scheduler")
+@click.option("--sync-only", is_flag=True, help="Register the periodic jobs, then exit.")
+@click.option("--interval", default=5, show_default=True, help="Seconds between checks.")
+def scheduler_command(sync_only: bool, interval: int) -> None:
+    """Register the periodic jobs idempotently (fixed ids), then run rq-scheduler."""
+    from flask import current_app
+
+    from pixelfox.jobs import schedule
+    from pixelfox.services import pools
+
+    pools.ensure_default_pool()
+    node = current_app.config["NODE_ID"]
+    scheduler = schedule.make_scheduler(get_redis(), node, interval)
+    result = schedule.sync(scheduler, schedule.definitions(node))
+    click.echo(f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
+               f"{len(result['removed'])} removed")
+    if sync_only:
+        return
+    logging.getLogger("rq_scheduler").setLevel(logging.INFO)
+    scheduler.run()
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users_cli)
+    app.cli.add_command(scheduler_command)

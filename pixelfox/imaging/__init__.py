@@ -1,0 +1,1 @@
+"""Image code: byte sniffing (web-safe) and Wand pipelines (workers only)."""

@@ -1,0 +1,26 @@
+"""Load ImageMagick (through Wand) under PixelFox's restrictive policy.
+
+Import this module only from workers: it is the single place that loads libMagick, and it
+points MAGICK_CONFIGURE_PATH at our policy first, because ImageMagick reads it once at load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+POLICY_DIR = Path(__file__).resolve().parent
+os.environ["MAGICK_CONFIGURE_PATH"] = str(POLICY_DIR)
+
+from wand.image import Image  # noqa: E402
+from wand.resource import limits  # noqa: E402
+
+# Explicit limits on top of policy.xml, so a replaced system policy cannot loosen them.
+limits["memory"] = 1024 * 1024 * 1024
+limits["map"] = 2 * 1024 * 1024 * 1024
+limits["width"] = 32000
+limits["height"] = 32000
+limits["area"] = 256_000_000
+limits["thread"] = 2
+
+__all__ = ["Image", "limits", "POLICY_DIR"]

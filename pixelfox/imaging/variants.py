@@ -1,0 +1,168 @@
+"""Variant pipeline (SPEC §4): decode once, orient, strip, then cascade from the largest output.
+
+Workers only: importing this module loads ImageMagick under the project's policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixelfox.imaging.magick import Image
+from pixelfox.storage.local import write_atomic
+
+SIZES = {"medium": 500, "small": 200}  # largest first: each level is made from the previous
+AVIF_MIN_SIDE = 64
+QUALITY = {"webp": 85, "avif": 60, "jpeg": 85, "heic": 60}
+KEEP_PROFILES = ("icc", "icm")
+ANIMATED_FORMATS = ("gif", "webp")
+
+
+class DecodeError(Exception):
+    """ImageMagick could not read the source; the message is for people."""
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # e.g. "thumbnail_small_webp"
+    size: str | None  # "small" | "medium" | None for full size
+    fmt: str  # ImageMagick coder to write with
+    dest: Path
+
+
+@dataclass
+class Rendered:
+    kind: str
+    fmt: str
+    dest: Path
+    width: int
+    height: int
+    size: int
+    sha256: str
+
+
+@dataclass
+class Result:
+    width: int
+    height: int
+    frames: int
+    original: Rendered | None = None  # set when the original was rewritten without metadata
+    variants: list[Rendered] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # kinds not made (e.g. AVIF too small)
+
+
+def scaled(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """Proportional size for `target_width`, never larger than the source."""
+    if width <= target_width:
+        return width, height
+    return target_width, max(1, round(height * target_width / width))
+
+
+def _needs_sanitizing(img) -> bool:
+    orientation = getattr(img, "orientation", "undefined")
+    extra = [name for name in img.profiles if name not in KEEP_PROFILES]
+    return bool(extra) or orientation not in ("undefined", "top_left")
+
+
+def _strip(img) -> None:
+    """Remove EXIF (GPS included), XMP, IPTC and comments, keeping the colour profile."""
+    kept = {}
+    for name in KEEP_PROFILES:
+        with contextlib.suppress(KeyError):
+            data = img.profiles[name]
+            if data:
+                kept[name] = data
+    img.strip()
+    for name, data in kept.items():
+        img.profiles[name] = data
+
+
+def _save(img, fmt: str, dest: Path, quality: int | None = None) -> Rendered:
+    def produce(tmp: Path) -> None:
+        if quality:
+            img.compression_quality = quality
+        img.save(filename=f"{fmt}:{tmp}")
+
+    written = write_atomic(dest, produce)
+    return Rendered("", fmt, dest, img.width, img.height, written.size, written.sha256)
+
+
+def _first_frame(img):
+    return Image(image=img.sequence[0]) if len(img.sequence) > 1 else None
+
+
+def render(
+    src: Path,
+    src_fmt: str,
+    targets: list[Target],
+    *,
+    strip_original: bool = True,
+) -> Result:
+    """Write every target; rewrite `src` in place without metadata when asked and needed."""
+    try:
+        img = Image(filename=f"{src_fmt}:{src}")
+    except Exception as exc:  # Wand raises many classes; all mean "cannot decode"
+        raise DecodeError(f"ImageMagick could not decode the file ({_short(exc)})") from exc
+    with img:
+        frames = len(img.sequence)
+        animated = frames > 1 and src_fmt in ANIMATED_FORMATS
+        if animated:
+            img.coalesce()
+        rewrite = strip_original and _needs_sanitizing(img)
+        source_quality = img.compression_quality or 92
+        img.auto_orient()
+        _strip(img)
+        result = Result(img.width, img.height, frames)
+
+        if rewrite:
+            q = source_quality if src_fmt in ("jpeg", "webp", "heic", "avif") else None
+            result.original = _save(img, src_fmt, src, q)
+
+        done: dict[Path, Rendered] = {}
+        by_size: dict[str | None, list[Target]] = {}
+        for t in targets:
+            by_size.setdefault(t.size, []).append(t)
+
+        level = img
+        owned = []
+        try:
+            for size in (None, *SIZES):
+                if size is not None:
+                    w, h = scaled(level.width, level.height, SIZES[size])
+                    if (w, h) != (level.width, level.height):
+                        level = level.clone()
+                        owned.append(level)
+                        level.resize(w, h)
+                        if animated:
+                            level.optimize_layers()
+                for t in by_size.get(size, []):
+                    result.variants.append(_render_one(level, t, done, result))
+        finally:
+            for extra in owned:
+                extra.close()
+        result.variants = [v for v in result.variants if v is not None]
+        return result
+
+
+def _render_one(level, t: Target, done: dict[Path, Rendered], result: Result):
+    if t.fmt == "avif" and min(level.width, level.height) < AVIF_MIN_SIDE:
+        result.skipped.append(t.kind)
+        return None
+    if t.dest in done:  # e.g. a WebP original: its "original" thumbnail *is* the WebP one
+        prev = done[t.dest]
+        return Rendered(t.kind, prev.fmt, prev.dest, prev.width, prev.height, prev.size, prev.sha256)
+    single = _first_frame(level) if t.fmt in ("avif", "heic", "jpeg", "bmp") else None
+    try:
+        out = _save(single or level, t.fmt, t.dest, QUALITY.get(t.fmt))
+    finally:
+        if single is not None:
+            single.close()
+    out.kind = t.kind
+    done[t.dest] = out
+    return out
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).split(" @ ")[0]
+    return text[:200]

@@ -1,0 +1,1 @@
+"""RQ entry points: thin, take ids, reload rows, call a service."""

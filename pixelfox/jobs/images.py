@@ -1,0 +1,25 @@
+"""Image jobs, run on the queue of the node that holds the image."""
+
+from __future__ import annotations
+
+from pixelfox.jobs.context import get_job_logger, with_app_context
+
+
+@with_app_context
+def process_image(image_id: int) -> str:
+    """Make the variants of one image."""
+    from pixelfox.services import processing
+
+    result = processing.process(image_id)
+    get_job_logger(__name__).info("process_image %s → %s", image_id, result)
+    return result
+
+
+@with_app_context
+def delete_image(image_id: int) -> str:
+    """Remove an image's files, then its rows."""
+    from pixelfox.services import images
+
+    result = images.delete_now(image_id)
+    get_job_logger(__name__).info("delete_image %s → %s", image_id, result)
+    return result

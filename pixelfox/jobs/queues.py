@@ -1,0 +1,62 @@
+"""Queue routing: one queue per node (`node-<id>`); jobs go where the bytes are.
+
+Kept free of service imports so services can enqueue without import cycles; jobs are
+referenced by dotted path.
+"""
+
+from __future__ import annotations
+
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from pixelfox.extensions import get_redis
+
+RETRY = Retry(max=3, interval=[10, 60, 300])
+LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def queue_name(node_id: str) -> str:
+    return f"node-{node_id}"
+
+
+def queue_for_node(node_id: str) -> Queue:
+    return Queue(queue_name(node_id), connection=get_redis())
+
+
+def job_status(job_id: str) -> str | None:
+    try:
+        return Job.fetch(job_id, connection=get_redis()).get_status(refresh=False)
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_once(node_id: str, func: str, job_id: str, *args, timeout: int = 600, **kw) -> Job:
+    """Enqueue `func(*args)` under a fixed id unless a live job with that id exists, so
+    asking twice never runs the work twice at once."""
+    redis = get_redis()
+    try:
+        job = Job.fetch(job_id, connection=redis)
+        if job.get_status(refresh=False) in LIVE:
+            return job
+    except NoSuchJobError:
+        pass
+    return queue_for_node(node_id).enqueue(
+        func,
+        *args,
+        job_id=job_id,
+        job_timeout=timeout,
+        retry=RETRY,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        description=f"{func.rsplit('.', 1)[-1]}({', '.join(map(str, args))})",
+        **kw,
+    )
+
+
+def process_job_id(uuid: str) -> str:
+    return f"process-image-{uuid}"
+
+
+def delete_job_id(uuid: str) -> str:
+    return f"delete-image-{uuid}"

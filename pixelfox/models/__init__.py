@@ -1,0 +1,8 @@
+"""Typed SQLAlchemy models (SPEC §3)."""
+
+from pixelfox.models.image import Image, ImageVariant
+from pixelfox.models.setting import Setting
+from pixelfox.models.storage import StoragePool
+from pixelfox.models.user import User
+
+__all__ = ["Image", "ImageVariant", "Setting", "StoragePool", "User"]

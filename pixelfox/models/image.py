@@ -1,0 +1,87 @@
+"""Images and their variants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pixelfox.extensions import db
+from pixelfox.models.base import Timestamps
+
+STATUSES = ("pending", "processing", "complete", "failed")
+VISIBILITIES = ("public", "unlisted", "private")
+
+
+class Image(Timestamps, db.Model):
+    __tablename__ = "images"
+    __table_args__ = (
+        # One image per user per uploaded content: a duplicate upload points to it.
+        db.UniqueConstraint("user_id", "source_sha256"),
+        Index("ix_images_status_updated_at", "status", "updated_at"),
+        Index("ix_images_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    # Base62 is case-sensitive; MySQL's default collation is not.
+    share_link: Mapped[str] = mapped_column(
+        String(10).with_variant(mysql.VARCHAR(10, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    original_filename: Mapped[str | None] = mapped_column(String(255))
+    stored_path: Mapped[str] = mapped_column(String(512), index=True)
+    mime_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored original, as served
+    source_sha256: Mapped[str] = mapped_column(String(64))  # of the bytes received
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(16), default="unlisted")
+    storage_pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
+    view_count: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set when deletion is requested: hidden everywhere at once; the delete job removes
+    # files, then rows.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user = relationship("User", lazy="joined")
+    pool = relationship("StoragePool", lazy="joined")
+    variants = relationship(
+        "ImageVariant",
+        back_populates="image",
+        cascade="all, delete-orphan",
+        order_by="ImageVariant.kind",
+    )
+
+    @property
+    def complete(self) -> bool:
+        return self.status in ("complete", "failed")
+
+    def __repr__(self) -> str:
+        return f"<Image {self.uuid} {self.status}>"
+
+
+class ImageVariant(db.Model):
+    __tablename__ = "image_variants"
+    __table_args__ = (db.UniqueConstraint("image_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(48))
+    format: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    stored_path: Mapped[str] = mapped_column(String(512), index=True)
+    storage_pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
+
+    image = relationship("Image", back_populates="variants")

@@ -1,0 +1,1 @@
+"""Business rules and transactions: the only layer that decides."""

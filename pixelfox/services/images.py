@@ -1,0 +1,188 @@
+"""Images as people see them: access rules, URLs, status, edits and deletion."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from flask import current_app
+
+from pixelfox.extensions import db
+from pixelfox.jobs.queues import delete_job_id, enqueue_once
+from pixelfox.models import Image, ImageVariant, StoragePool, User
+from pixelfox.models.base import utcnow
+from pixelfox.services import tokens
+from pixelfox.storage import local, paths
+
+log = logging.getLogger(__name__)
+SIZES_ORDER = ("small", "medium", "full")
+FORMAT_ORDER = ("original", "webp", "avif")
+
+
+class ImageError(ValueError):
+    pass
+
+
+def by_uuid(uuid: str) -> Image | None:
+    return db.session.execute(
+        db.select(Image).where(Image.uuid == uuid, Image.deleted_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def by_share_link(link: str) -> Image | None:
+    return db.session.execute(
+        db.select(Image).where(Image.share_link == link, Image.deleted_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def is_manager(user: User | None, image: Image) -> bool:
+    """Owner or admin: may edit, delete, see status and private images."""
+    return bool(user and getattr(user, "is_authenticated", False)
+                and (user.id == image.user_id or user.is_admin))
+
+
+def can_view(user: User | None, image: Image) -> bool:
+    return image.visibility != "private" or is_manager(user, image)
+
+
+def base_url(pool: StoragePool | None) -> str:
+    return ((pool.public_base_url if pool else None) or current_app.config["PUBLIC_DOMAIN"]).rstrip(
+        "/"
+    )
+
+
+def file_url(image: Image, stored_path: str, pool: StoragePool | None = None) -> str:
+    """Absolute URL of one file on the node that holds it; private images get a signed,
+    expiring URL."""
+    url = f"{base_url(pool or image.pool)}/uploads/{stored_path}"
+    if image.visibility == "private":
+        try:
+            url += "?" + urlencode(tokens.sign_path(stored_path))
+        except tokens.SecretMissing:
+            return ""
+    return url
+
+
+def view_url(image: Image) -> str:
+    return f"{current_app.config['PUBLIC_DOMAIN']}/image/{image.uuid}"
+
+
+def share_url(image: Image) -> str:
+    return f"{current_app.config['PUBLIC_DOMAIN']}/i/{image.share_link}"
+
+
+def variant_urls(image: Image) -> dict[str, str]:
+    pools = {image.storage_pool_id: image.pool}
+    out = {}
+    for v in image.variants:
+        pool = pools.get(v.storage_pool_id) or db.session.get(StoragePool, v.storage_pool_id)
+        out[v.kind] = file_url(image, v.stored_path, pool)
+    return out
+
+
+def status_payload(image: Image) -> dict:
+    return {
+        "uuid": image.uuid,
+        "status": image.status,
+        "complete": image.complete,
+        "failed": image.status == "failed",
+        "error": image.error,
+        "view_url": view_url(image),
+        "original_url": file_url(image, image.stored_path),
+        "variants": variant_urls(image) if image.status == "complete" else {},
+    }
+
+
+def detail_payload(image: Image) -> dict:
+    data = status_payload(image)
+    data.update(
+        title=image.title, description=image.description, visibility=image.visibility,
+        share_url=share_url(image), mime_type=image.mime_type, size=image.size,
+        width=image.width, height=image.height, sha256=image.sha256,
+        created_at=image.created_at.isoformat() + "Z",
+        variants_detail=[
+            {"kind": v.kind, "format": v.format, "width": v.width, "height": v.height,
+             "size": v.size, "url": data["variants"].get(v.kind)}
+            for v in image.variants
+        ] if image.status == "complete" else [],
+    )
+    return data
+
+
+def grid(image: Image) -> list[dict]:
+    """Rows of sizes × formats for the viewer: [{size, cells: {format: variant|None}}]."""
+    urls = variant_urls(image)
+    by_kind = {v.kind: v for v in image.variants}
+    rows = []
+    for size in SIZES_ORDER:
+        cells = {}
+        for fmt in FORMAT_ORDER:
+            if size == "full":
+                kind = fmt if fmt != "original" else None
+            else:
+                kind = f"thumbnail_{size}_{fmt}"
+            if kind is None:
+                cells[fmt] = {"url": file_url(image, image.stored_path), "width": image.width,
+                              "height": image.height, "size": image.size,
+                              "format": image.mime_type.split("/")[1]}
+            elif kind in by_kind:
+                v = by_kind[kind]
+                cells[fmt] = {"url": urls[kind], "width": v.width, "height": v.height,
+                              "size": v.size, "format": v.format}
+            else:
+                cells[fmt] = None
+        rows.append({"size": size, "cells": cells})
+    return rows
+
+
+def update(image: Image, title: str | None, description: str | None, visibility: str) -> None:
+    if visibility not in ("public", "unlisted", "private"):
+        raise ImageError("Visibility must be public, unlisted or private.")
+    image.title = (title or "").strip()[:255] or None
+    image.description = (description or "").strip()[:5000] or None
+    image.visibility = visibility
+    db.session.commit()
+
+
+def request_delete(image: Image) -> None:
+    """Hide the image at once; the delete job on the pool's node removes files, then rows."""
+    if image.deleted_at is None:
+        image.deleted_at = utcnow()
+        db.session.commit()
+    queue_delete(image)
+
+
+def queue_delete(image: Image) -> None:
+    try:
+        enqueue_once(image.pool.node_id, "pixelfox.jobs.images.delete_image",
+                     delete_job_id(image.uuid), image.id)
+    except Exception:  # Redis down: the sweeper picks up images marked deleted
+        log.exception("could not queue deletion of %s", image.uuid)
+
+
+def delete_now(image_id: int) -> str:
+    """Remove an image's files, then its rows. Idempotent: a missing file or row is fine."""
+    image = db.session.get(Image, image_id)
+    if image is None:
+        return "gone"
+    if image.deleted_at is None:
+        return "not-requested"
+    files = {(image.storage_pool_id, image.stored_path)}
+    files |= {(v.storage_pool_id, v.stored_path) for v in image.variants}
+    freed = {}
+    for pool_id, rel in files:
+        pool = db.session.get(StoragePool, pool_id)
+        target = paths.resolve(pool.base_path, rel)
+        size = target.stat().st_size if target.exists() else 0
+        if local.remove(target):
+            freed[pool_id] = freed.get(pool_id, 0) + size
+    db.session.execute(db.delete(ImageVariant).where(ImageVariant.image_id == image.id))
+    db.session.delete(image)
+    for pool_id, size in freed.items():
+        db.session.execute(
+            db.update(StoragePool).where(StoragePool.id == pool_id)
+            .values(used_size=db.case((StoragePool.used_size > size, StoragePool.used_size - size),
+                                      else_=0))
+        )
+    db.session.commit()
+    return "deleted"

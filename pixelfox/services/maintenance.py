@@ -1,0 +1,113 @@
+"""Periodic housekeeping: pool statistics and the stuck-job sweeper (SPEC §6)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from flask import current_app
+from rq import Queue
+from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
+
+from pixelfox.extensions import db, get_redis
+from pixelfox.jobs.queues import LIVE, job_status, process_job_id, delete_job_id, queue_name
+from pixelfox.models import Image, StoragePool
+from pixelfox.models.base import utcnow
+from pixelfox.services import images as image_service
+from pixelfox.services import pools
+from pixelfox.services.uploads import queue_processing
+from pixelfox.storage import paths
+
+log = logging.getLogger(__name__)
+STUCK_AFTER = timedelta(minutes=10)
+PENDING_GRACE = timedelta(minutes=2)
+TEMP_MAX_AGE = 3600
+
+
+def pool_stats() -> dict[int, int]:
+    """Recompute `used_size` of every pool from the rows; nothing else."""
+    ids = db.session.execute(db.select(StoragePool.id)).scalars().all()
+    return {pid: pools.recompute_used(pid) for pid in ids}
+
+
+def node_ids() -> list[str]:
+    return sorted(set(db.session.execute(db.select(StoragePool.node_id).distinct()).scalars()))
+
+
+def sweep(now=None) -> dict[str, int]:
+    """Put stuck work back on its queue. Safe to run on any schedule, any number of times."""
+    now = now or utcnow()
+    redis = get_redis()
+    counts = {"requeued": 0, "deletes": 0, "promoted": 0, "abandoned": 0, "temp_removed": 0}
+    names = [queue_name(n) for n in node_ids()]
+
+    # 1. Jobs whose worker died: RQ moves them to failed (retrying if attempts remain).
+    for name in names:
+        registry = StartedJobRegistry(queue=Queue(name, connection=redis))
+        before = registry.count
+        registry.cleanup()
+        counts["abandoned"] += max(0, before - registry.count)
+
+    # 2. Retries waiting for their backoff, in case no worker runs with --with-scheduler.
+    scheduler = RQScheduler(names, connection=redis)
+    scheduler.acquire_locks()
+    if scheduler.acquired_locks:
+        try:
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
+
+    # 3. Images left pending/processing with no live job (Redis flushed, worker killed).
+    stale = db.session.execute(
+        db.select(Image).where(
+            Image.deleted_at.is_(None),
+            ((Image.status == "pending") & (Image.updated_at < now - PENDING_GRACE))
+            | ((Image.status == "processing") & (Image.updated_at < now - STUCK_AFTER)),
+        ).limit(500)
+    ).scalars()
+    for image in stale:
+        if job_status(process_job_id(image.uuid)) not in LIVE:
+            queue_processing(image)
+            counts["requeued"] += 1
+
+    # 4. Deletions whose job was lost.
+    doomed = db.session.execute(
+        db.select(Image).where(Image.deleted_at < now - PENDING_GRACE).limit(500)
+    ).scalars()
+    for image in doomed:
+        if job_status(delete_job_id(image.uuid)) not in LIVE:
+            image_service.queue_delete(image)
+            counts["deletes"] += 1
+
+    counts["temp_removed"] = remove_stale_temp_files()
+    log.info("sweeper: %s", counts)
+    return counts
+
+
+def remove_stale_temp_files(max_age: int = TEMP_MAX_AGE) -> int:
+    """Delete upload/copy temp files older than `max_age` seconds in this node's pools."""
+    node = current_app.config["NODE_ID"]
+    cutoff = time.time() - max_age
+    removed = 0
+    for pool in db.session.execute(
+        db.select(StoragePool).where(StoragePool.node_id == node)
+    ).scalars():
+        candidates = []
+        tmp = paths.tmp_dir(pool.base_path)
+        if tmp.is_dir():
+            candidates += list(tmp.glob("*.part"))
+        for top in paths.TOP_DIRS:
+            root = Path(pool.base_path) / top
+            if root.is_dir():
+                candidates += list(root.rglob(".*.part"))
+        for path in candidates:
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed

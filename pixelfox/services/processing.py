@@ -1,0 +1,118 @@
+"""Turning an original into its variants (SPEC §4). Runs in workers only."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import current_app
+
+from pixelfox.extensions import db
+from pixelfox.imaging.sniff import KINDS
+from pixelfox.models import Image, ImageVariant, StoragePool
+from pixelfox.models.base import utcnow
+from pixelfox.services import settings
+from pixelfox.storage import local, paths
+
+log = logging.getLogger(__name__)
+KIND_BY_MIME = {k.mime: k for k in KINDS.values()}
+
+
+class WrongNode(RuntimeError):
+    """The job reached a node that does not hold the image's bytes."""
+
+
+def plan(image: Image, pool: StoragePool, opts: dict):
+    from pixelfox.imaging.variants import Target
+
+    src = KIND_BY_MIME[image.mime_type]
+
+    def dest(ext: str, size: str | None = None) -> tuple[str, Path]:
+        rel = paths.variant_path(image.stored_path, image.uuid, ext, size)
+        return rel, paths.resolve(pool.base_path, rel)
+
+    targets = [Target("webp", None, "webp", dest(".webp")[1]),
+               Target("avif", None, "avif", dest(".avif")[1])]
+    wanted = [("original", src.name, src.ext, opts["thumbnail_original_enabled"]),
+              ("webp", "webp", ".webp", opts["thumbnail_webp_enabled"]),
+              ("avif", "avif", ".avif", opts["thumbnail_avif_enabled"])]
+    for size in ("small", "medium"):
+        for label, fmt, ext, enabled in wanted:
+            if enabled:
+                targets.append(Target(f"thumbnail_{size}_{label}", size, fmt, dest(ext, size)[1]))
+    return src, targets
+
+
+def process(image_id: int) -> str:
+    """Make every variant of one image and record it. Safe to run again at any point: files
+    have fixed names and are written atomically, rows are upserted by (image, kind)."""
+    from pixelfox.imaging.variants import DecodeError, render
+
+    image = db.session.get(Image, image_id)
+    if image is None or image.deleted_at is not None:
+        return "gone"
+    pool = image.pool
+    if pool.node_id != current_app.config["NODE_ID"]:
+        raise WrongNode(f"image {image.uuid} lives on node {pool.node_id}")
+    opts = settings.all_settings()
+    src_kind, targets = plan(image, pool, opts)
+    source = paths.resolve(pool.base_path, image.stored_path)
+
+    image.status = "processing"
+    image.error = None
+    db.session.commit()
+
+    if not source.exists():
+        return _fail(image, "The original file is missing from storage.")
+    try:
+        result = render(source, src_kind.name, targets, strip_original=opts["strip_metadata"])
+    except DecodeError as exc:
+        return _fail(image, f"This image could not be processed: {exc}")
+
+    base = Path(pool.base_path).resolve()
+    rendered = {v.kind: v for v in result.variants}
+    existing = {v.kind: v for v in image.variants}
+    for kind, row in list(existing.items()):
+        if kind not in rendered:  # turned off since the last run, or AVIF too small now
+            _drop_variant(image, row, pool, rendered)
+    for kind, r in rendered.items():
+        row = existing.get(kind) or ImageVariant(image_id=image.id, kind=kind)
+        row.format = r.fmt
+        row.width, row.height, row.size, row.sha256 = r.width, r.height, r.size, r.sha256
+        row.stored_path = r.dest.relative_to(base).as_posix()
+        row.storage_pool_id = pool.id
+        if row.id is None:
+            db.session.add(row)
+
+    # Hash the original every run: a crash after rewriting it must still end with the DB
+    # describing the bytes on disk.
+    size, digest = local.hash_file(source)
+    delta = size - image.size
+    image.size, image.sha256 = size, digest
+    image.width, image.height = result.width, result.height
+    image.status, image.error, image.processed_at = "complete", None, utcnow()
+    if delta:
+        db.session.execute(
+            db.update(StoragePool).where(StoragePool.id == pool.id)
+            .values(used_size=StoragePool.used_size + delta)
+        )
+    db.session.commit()
+    log.info("image %s complete: %d variants", image.uuid, len(rendered))
+    return "complete"
+
+
+def _drop_variant(image: Image, row: ImageVariant, pool: StoragePool, keep: dict) -> None:
+    still_used = any(
+        r.dest == paths.resolve(pool.base_path, row.stored_path) for r in keep.values()
+    )
+    if not still_used:
+        local.remove(paths.resolve(pool.base_path, row.stored_path))
+    db.session.delete(row)
+
+
+def _fail(image: Image, message: str) -> str:
+    image.status = "failed"
+    image.error = message
+    db.session.commit()
+    log.warning("image %s failed: %s", image.uuid, message)
+    return "failed"

@@ -1,0 +1,177 @@
+"""Receiving an upload: the one code path for the web form and the API (SPEC §5, §7)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import string
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from pixelfox.extensions import db
+from pixelfox.imaging.sniff import Refused, sniff
+from pixelfox.jobs.queues import enqueue_once, process_job_id
+from pixelfox.models import Image, StoragePool, User
+from pixelfox.models.base import utcnow
+from pixelfox.services import pools, ratelimit, settings
+from pixelfox.storage import local, paths
+
+log = logging.getLogger(__name__)
+BASE62 = string.digits + string.ascii_letters
+MB = 1024 * 1024
+
+
+class UploadRefused(Exception):
+    """An upload we will not take; carries the HTTP status and API error code."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+@dataclass
+class Received:
+    image: Image
+    duplicate: bool
+
+
+def max_bytes() -> int:
+    return int(settings.get("max_upload_mb")) * MB
+
+
+def too_large() -> UploadRefused:
+    return UploadRefused(
+        413, "file_too_large", f"The file is larger than {settings.get('max_upload_mb')} MB."
+    )
+
+
+def admit(user: User, ip: str) -> None:
+    """Checks before any byte is stored: uploads enabled, per-IP and per-user rate limits."""
+    if not settings.get("image_upload_enabled"):
+        raise UploadRefused(503, "uploads_disabled", "Uploads are switched off at the moment.")
+    try:
+        ratelimit.hit("upload-ip", ip, int(settings.get("upload_rate_limit_per_minute")), "uploads")
+        ratelimit.hit(
+            "upload-user", str(user.id),
+            int(settings.get("upload_user_rate_limit_per_minute")), "uploads",
+        )
+    except ratelimit.RateLimited as exc:
+        raise UploadRefused(429, "rate_limited", exc.message, exc.retry_after) from exc
+
+
+def share_link() -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(10))
+
+
+def receive(stream, filename: str | None, user: User, ip: str,
+            pool: StoragePool | None = None) -> Received:
+    """Store one uploaded file and queue its processing. `stream` is a readable binary file.
+    Refusals raise UploadRefused and leave no file and no row behind."""
+    admit(user, ip)
+    limit = max_bytes()
+    if pool is None:
+        try:
+            pool = pools.choose_pool(0, node_id=current_app.config["NODE_ID"])
+        except pools.NoPoolAvailable as exc:
+            raise UploadRefused(exc.status, exc.code, exc.message) from exc
+    try:
+        temp = local.stream_to_temp(local.iter_file(stream), paths.tmp_dir(pool.base_path), limit)
+    except local.TooLarge as exc:
+        raise too_large() from exc
+    try:
+        return _place(temp, filename, user, pool)
+    finally:
+        local.remove(temp.path)  # no-op once it has been renamed into place
+
+
+def _place(temp: local.Written, filename: str | None, user: User, pool: StoragePool) -> Received:
+    try:
+        with open(temp.path, "rb") as fh:
+            found = sniff(fh, float(settings.get("max_image_megapixels")))
+    except Refused as exc:
+        raise UploadRefused(exc.status, exc.code, exc.message) from exc
+
+    existing = _existing(user, temp.sha256)
+    if existing is not None:
+        return Received(existing, True)
+    room = pools.free_bytes(pool)
+    if room is not None and room < temp.size:
+        raise UploadRefused(507, "storage_full", "The storage pool is full.")
+
+    now = utcnow()
+    for _attempt in range(5):
+        uuid = str(uuidlib.uuid4())
+        rel = paths.original_path(uuid, found.kind.ext, now)
+        final = paths.resolve(pool.base_path, rel)
+        image = Image(
+            uuid=uuid, share_link=share_link(), user_id=user.id,
+            title=_title(filename), original_filename=_clean_name(filename),
+            stored_path=rel, mime_type=found.kind.mime, size=temp.size,
+            width=found.width, height=found.height,
+            sha256=temp.sha256, source_sha256=temp.sha256,
+            status="pending", visibility="unlisted", storage_pool_id=pool.id,
+        )
+        local.commit_temp(temp.path, final)
+        db.session.add(image)
+        try:
+            db.session.flush()
+            db.session.execute(
+                db.update(StoragePool).where(StoragePool.id == pool.id)
+                .values(used_size=StoragePool.used_size + temp.size)
+            )
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            existing = _existing(user, temp.sha256)
+            if existing is not None:  # the same file arrived twice at once
+                local.remove(final)
+                return Received(existing, True)
+            os.replace(final, temp.path)  # uuid/share_link collision: stage again, new names
+            continue
+        except BaseException:
+            db.session.rollback()
+            local.remove(final)
+            raise
+        queue_processing(image)
+        return Received(image, False)
+    raise UploadRefused(500, "upload_failed", "The upload could not be stored; please retry.")
+
+
+def _existing(user: User, source_sha256: str) -> Image | None:
+    return db.session.execute(
+        db.select(Image).where(
+            Image.user_id == user.id,
+            Image.source_sha256 == source_sha256,
+            Image.deleted_at.is_(None),
+        )
+    ).scalar_one_or_none()
+
+
+def queue_processing(image: Image) -> None:
+    """Queue `process_image` on the node that holds the bytes. If Redis is down the image
+    stays `pending` and the sweeper queues it later."""
+    try:
+        enqueue_once(
+            image.pool.node_id, "pixelfox.jobs.images.process_image",
+            process_job_id(image.uuid), image.id,
+        )
+    except Exception:  # Redis down: the row is safe, the sweeper re-queues pending images
+        log.exception("could not queue processing of %s", image.uuid)
+
+
+def _clean_name(filename: str | None) -> str | None:
+    if not filename:
+        return None
+    name = Path(filename.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[:255] or None
+
+
+def _title(filename: str | None) -> str | None:
+    name = _clean_name(filename)
+    return Path(name).stem[:255] if name else None

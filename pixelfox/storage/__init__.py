@@ -1,0 +1,1 @@
+"""Pure file code: paths, atomic writes, hashing. No Flask, Redis or DB here."""

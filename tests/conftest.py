@@ -1,0 +1,217 @@
+"""Test harness: real MariaDB (own database per run), real Redis (own DB number per run),
+real ImageMagick. Jobs run in-process with RQ's SimpleWorker unless a test starts real
+worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pymysql
+import pytest
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"  # a copy of ../shared/fixtures (good/ and bad/)
+
+DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
+DB_PORT = int(os.environ.get("TEST_DB_PORT", "3306"))
+DB_USER = os.environ.get("TEST_DB_USER", "root")
+DB_PASSWORD = os.environ.get("TEST_DB_PASSWORD", "")
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+RUN_ID = secrets.token_hex(4)
+DB_NAME = f"pixelfox_test_{RUN_ID}"
+VAR_DIR = Path(tempfile.mkdtemp(prefix=f"pixelfox-test-{RUN_ID}-"))
+os.environ["PIXELFOX_VAR_DIR"] = str(VAR_DIR)  # dev secrets, never the repo's var/
+for name in ("DATABASE_URL", "REDIS_URL", "CACHE_HOST", "DB_HOST", "NODE_ID", "UPLOADS_DIR",
+             "TMP_DIR", "PUBLIC_DOMAIN", "PIXELFOX_ENV"):
+    os.environ.pop(name, None)
+
+CLAIM_KEY = "pixelfox:test-run-claim"
+
+
+def _claim_redis_db() -> int:
+    """Pick an empty Redis DB number and mark it as ours for this run."""
+    for number in range(15, 0, -1):
+        r = Redis(host=REDIS_HOST, port=REDIS_PORT, db=number)
+        if r.dbsize() == 0 and r.set(CLAIM_KEY, RUN_ID, nx=True, ex=6 * 3600):
+            return number
+    raise RuntimeError("no free Redis DB number (1-15) for the test run")
+
+
+REDIS_DB = _claim_redis_db()
+DATABASE_URL = (
+    f"mysql+pymysql://{DB_USER}{':' + DB_PASSWORD if DB_PASSWORD else ''}"
+    f"@{DB_HOST}:{DB_PORT}/{DB_NAME}?charset=utf8mb4"
+)
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
+def _server():
+    return pymysql.connect(host=DB_HOST, port=DB_PORT, user=DB_USER, password=DB_PASSWORD)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database():
+    conn = _server()
+    with conn.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+    conn.close()
+    from flask_migrate import upgrade
+
+    from pixelfox import create_app
+
+    app = create_app(base_config(VAR_DIR / "migrate"))
+    with app.app_context():
+        upgrade()
+        from pixelfox.extensions import db
+
+        db.engine.dispose()
+    yield DATABASE_URL
+    conn = _server()
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{DB_NAME}`")
+    conn.close()
+    redis = Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    redis.flushdb()
+    shutil.rmtree(VAR_DIR, ignore_errors=True)
+
+
+def base_config(root: Path, **extra) -> dict:
+    from pixelfox.config import Config
+
+    cfg = Config()
+    cfg.SQLALCHEMY_DATABASE_URI = DATABASE_URL
+    cfg.REDIS_URL = REDIS_URL
+    cfg.UPLOADS_DIR = str(root / "uploads")
+    cfg.TMP_DIR = str(root / "tmp")
+    cfg.NODE_ID = "local"
+    cfg.PUBLIC_DOMAIN = "http://127.0.0.1:4000"
+    cfg.UPLOAD_TOKEN_SECRET = "test-upload-token-secret"
+    cfg.TESTING = True
+    values = {k: getattr(cfg, k) for k in dir(cfg) if k.isupper()}
+    values.update(extra)
+    return values
+
+
+def _reset_state():
+    from pixelfox.extensions import db
+
+    for table in ("image_variants", "images", "settings", "storage_pools", "users"):
+        db.session.execute(db.text(f"DELETE FROM {table}"))
+    db.session.commit()
+    redis = Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    redis.flushdb()
+    redis.set(CLAIM_KEY, RUN_ID, ex=6 * 3600)
+
+
+@pytest.fixture(autouse=True)
+def _push_request_context():
+    """Replace pytest-flask's shared request context: each client request gets its own app
+    context and DB session, as in production (a shared one would read stale MySQL snapshots)."""
+    yield
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A fresh app per test (own upload dir), on the run's database and Redis DB."""
+    from pixelfox import create_app
+
+    application = create_app(base_config(tmp_path))
+    with application.app_context():
+        _reset_state()
+    yield application
+    with application.app_context():
+        from pixelfox.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def redis(app):
+    from pixelfox.extensions import get_redis
+
+    return get_redis()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "page has no csrf_token field"
+    return match.group(1)
+
+
+class Auth:
+    """Register/login helpers for the browser flow (with real CSRF tokens)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def token(self, path: str = "/") -> str:
+        return csrf_from(self.client.get(path).get_data(as_text=True))
+
+    def register(self, username="alice", email=None, password="correct horse 1"):
+        token = self.token("/register")
+        return self.client.post("/register", data={
+            "username": username, "email": email or f"{username}@example.org",
+            "password": password, "password_confirm": password, "csrf_token": token,
+        })
+
+    def login(self, username="alice", password="correct horse 1"):
+        token = self.token("/login")
+        return self.client.post("/login", data={
+            "username": username, "password": password, "csrf_token": token,
+        })
+
+    def logout(self):
+        return self.client.post("/logout", data={"csrf_token": self.token("/")})
+
+
+@pytest.fixture
+def auth(client):
+    return Auth(client)
+
+
+def fixture_path(name: str, group: str = "good") -> Path:
+    return FIXTURES / group / name
+
+
+def upload(client, path: Path, token: str | None = None, accept_json: bool = True,
+           filename: str | None = None, **headers):
+    """POST /upload the way the browser form does."""
+    if token is None:
+        token = csrf_from(client.get("/").get_data(as_text=True))
+    with open(path, "rb") as fh:
+        data = {"file": (fh, filename or path.name)}
+        if token:
+            data["csrf_token"] = token
+        if accept_json:
+            headers.setdefault("Accept", "application/json")
+        return client.post("/upload", data=data, content_type="multipart/form-data",
+                           headers=headers)
+
+
+def run_jobs(app, node_id: str = "local") -> int:
+    """Run every queued job of one node queue in this process; returns jobs run."""
+    from rq import Queue, SimpleWorker
+
+    from pixelfox.extensions import get_redis
+
+    with app.app_context():
+        redis = get_redis()
+        queue = Queue(f"node-{node_id}", connection=redis)
+        before = queue.count
+        SimpleWorker([queue], connection=redis).work(burst=True)
+    return before
+
+
+def files_under(root: str | Path) -> list[Path]:
+    return sorted(p for p in Path(root).rglob("*") if p.is_file())
