@@ -18,8 +18,9 @@ __version__ = "0.1.0"
 class UploadRequest(Request):
     """Multipart file parts go to TMP_DIR on disk, never whole into memory."""
 
-    def _get_file_stream(self, total_content_length, content_type, filename=None,
-                         content_length=None):
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
         from flask import current_app
 
         directory = current_app.config["TMP_DIR"]

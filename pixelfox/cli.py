@@ -69,8 +69,10 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
     node = current_app.config["NODE_ID"]
     scheduler = schedule.make_scheduler(get_redis(), node, interval)
     result = schedule.sync(scheduler, schedule.definitions(node))
-    click.echo(f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
-               f"{len(result['removed'])} removed")
+    click.echo(
+        f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
+        f"{len(result['removed'])} removed"
+    )
     if sync_only:
         return
     logging.getLogger("rq_scheduler").setLevel(logging.INFO)

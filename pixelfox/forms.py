@@ -31,12 +31,8 @@ class ImageEditForm(FlaskForm):
     title = StringField("Title", validators=[Length(max=255)])
     description = TextAreaField("Description", validators=[Length(max=5000)])
     visibility = SelectField(
-        "Visibility",
-        choices=[
-            ("unlisted", "Unlisted — anyone with the link"),
-            ("public", "Public"),
-            ("private", "Private — only you"),
-        ],
+        "Visibility (unlisted: anyone with the link; private: only you)",
+        choices=["unlisted", "public", "private"],
     )
 
 

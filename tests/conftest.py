@@ -29,8 +29,17 @@ RUN_ID = secrets.token_hex(4)
 DB_NAME = f"pixelfox_test_{RUN_ID}"
 VAR_DIR = Path(tempfile.mkdtemp(prefix=f"pixelfox-test-{RUN_ID}-"))
 os.environ["PIXELFOX_VAR_DIR"] = str(VAR_DIR)  # dev secrets, never the repo's var/
-for name in ("DATABASE_URL", "REDIS_URL", "CACHE_HOST", "DB_HOST", "NODE_ID", "UPLOADS_DIR",
-             "TMP_DIR", "PUBLIC_DOMAIN", "PIXELFOX_ENV"):
+for name in (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CACHE_HOST",
+    "DB_HOST",
+    "NODE_ID",
+    "UPLOADS_DIR",
+    "TMP_DIR",
+    "PUBLIC_DOMAIN",
+    "PIXELFOX_ENV",
+):
     os.environ.pop(name, None)
 
 CLAIM_KEY = "pixelfox:test-run-claim"
@@ -61,9 +70,7 @@ def _server():
 def test_database():
     conn = _server()
     with conn.cursor() as cur:
-        cur.execute(
-            f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        )
+        cur.execute(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     conn.close()
     from flask_migrate import upgrade
 
@@ -160,16 +167,27 @@ class Auth:
 
     def register(self, username="alice", email=None, password="correct horse 1"):
         token = self.token("/register")
-        return self.client.post("/register", data={
-            "username": username, "email": email or f"{username}@example.org",
-            "password": password, "password_confirm": password, "csrf_token": token,
-        })
+        return self.client.post(
+            "/register",
+            data={
+                "username": username,
+                "email": email or f"{username}@example.org",
+                "password": password,
+                "password_confirm": password,
+                "csrf_token": token,
+            },
+        )
 
     def login(self, username="alice", password="correct horse 1"):
         token = self.token("/login")
-        return self.client.post("/login", data={
-            "username": username, "password": password, "csrf_token": token,
-        })
+        return self.client.post(
+            "/login",
+            data={
+                "username": username,
+                "password": password,
+                "csrf_token": token,
+            },
+        )
 
     def logout(self):
         return self.client.post("/logout", data={"csrf_token": self.token("/")})
@@ -184,8 +202,14 @@ def fixture_path(name: str, group: str = "good") -> Path:
     return FIXTURES / group / name
 
 
-def upload(client, path: Path, token: str | None = None, accept_json: bool = True,
-           filename: str | None = None, **headers):
+def upload(
+    client,
+    path: Path,
+    token: str | None = None,
+    accept_json: bool = True,
+    filename: str | None = None,
+    **headers,
+):
     """POST /upload the way the browser form does."""
     if token is None:
         token = csrf_from(client.get("/").get_data(as_text=True))
@@ -195,8 +219,9 @@ def upload(client, path: Path, token: str | None = None, accept_json: bool = Tru
             data["csrf_token"] = token
         if accept_json:
             headers.setdefault("Accept", "application/json")
-        return client.post("/upload", data=data, content_type="multipart/form-data",
-                           headers=headers)
+        return client.post(
+            "/upload", data=data, content_type="multipart/form-data", headers=headers
+        )
 
 
 def run_jobs(app, node_id: str = "local") -> int:

@@ -17,9 +17,14 @@ GOOD = {
     "tiny.png": ("image/png", "png"),
 }
 ALL_KINDS = {
-    "webp", "avif",
-    "thumbnail_small_original", "thumbnail_small_webp", "thumbnail_small_avif",
-    "thumbnail_medium_original", "thumbnail_medium_webp", "thumbnail_medium_avif",
+    "webp",
+    "avif",
+    "thumbnail_small_original",
+    "thumbnail_small_webp",
+    "thumbnail_small_avif",
+    "thumbnail_medium_original",
+    "thumbnail_medium_webp",
+    "thumbnail_medium_avif",
 }
 
 

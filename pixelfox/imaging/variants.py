@@ -9,6 +9,8 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wand.exceptions import WandException
+
 from pixelfox.imaging.magick import Image
 from pixelfox.storage.local import write_atomic
 
@@ -99,12 +101,20 @@ def render(
     *,
     strip_original: bool = True,
 ) -> Result:
-    """Write every target; rewrite `src` in place without metadata when asked and needed."""
+    """Write every target; rewrite `src` in place without metadata when asked and needed.
+    Any ImageMagick error means this file cannot be processed (DecodeError); OS errors such
+    as a full disk propagate so the job is retried."""
     try:
-        img = Image(filename=f"{src_fmt}:{src}")
-    except Exception as exc:  # Wand raises many classes; all mean "cannot decode"
+        return _render(src, src_fmt, targets, strip_original)
+    except WandException as exc:
         raise DecodeError(f"ImageMagick could not decode the file ({_short(exc)})") from exc
+
+
+def _render(src: Path, src_fmt: str, targets: list[Target], strip_original: bool) -> Result:
+    img = Image(filename=f"{src_fmt}:{src}")
     with img:
+        if img.width <= 0 or img.height <= 0:
+            raise DecodeError("the file decodes to an empty image")
         frames = len(img.sequence)
         animated = frames > 1 and src_fmt in ANIMATED_FORMATS
         if animated:
@@ -151,7 +161,9 @@ def _render_one(level, t: Target, done: dict[Path, Rendered], result: Result):
         return None
     if t.dest in done:  # e.g. a WebP original: its "original" thumbnail *is* the WebP one
         prev = done[t.dest]
-        return Rendered(t.kind, prev.fmt, prev.dest, prev.width, prev.height, prev.size, prev.sha256)
+        return Rendered(
+            t.kind, prev.fmt, prev.dest, prev.width, prev.height, prev.size, prev.sha256
+        )
     single = _first_frame(level) if t.fmt in ("avif", "heic", "jpeg", "bmp") else None
     try:
         out = _save(single or level, t.fmt, t.dest, QUALITY.get(t.fmt))

@@ -25,9 +25,7 @@ def get_job_logger(name: str) -> logging.LoggerAdapter:
     from rq import get_current_job
 
     job = get_current_job()
-    return logging.LoggerAdapter(
-        logging.getLogger(name), {"job_id": job.id if job else "-"}
-    )
+    return logging.LoggerAdapter(logging.getLogger(name), {"job_id": job.id if job else "-"})
 
 
 def with_app_context(func):

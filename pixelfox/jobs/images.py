@@ -8,10 +8,20 @@ from pixelfox.jobs.context import get_job_logger, with_app_context
 @with_app_context
 def process_image(image_id: int) -> str:
     """Make the variants of one image."""
+    from rq import get_current_job
+
     from pixelfox.services import processing
 
-    result = processing.process(image_id)
-    get_job_logger(__name__).info("process_image %s → %s", image_id, result)
+    log = get_job_logger(__name__)
+    try:
+        result = processing.process(image_id)
+    except Exception as exc:
+        job = get_current_job()
+        if job is None or not job.retries_left:  # last attempt: say so instead of hanging
+            processing.give_up(image_id, exc)
+        log.exception("process_image %s failed", image_id)
+        raise
+    log.info("process_image %s → %s", image_id, result)
     return result
 
 

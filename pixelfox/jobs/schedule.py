@@ -28,7 +28,7 @@ class Periodic:
 
     @property
     def job_id(self) -> str:
-        digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
         return f"{PREFIX}{self.name}-{self.node_id}-{digest}"
 
 

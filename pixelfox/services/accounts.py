@@ -65,7 +65,9 @@ def find_login(login: str) -> User | None:
     login = (login or "").strip()
     column = User.email if "@" in login else User.username
     value = login.lower()
-    return db.session.execute(db.select(User).where(func.lower(column) == value)).scalar_one_or_none()
+    return db.session.execute(
+        db.select(User).where(func.lower(column) == value)
+    ).scalar_one_or_none()
 
 
 def authenticate(login: str, password: str, ip: str) -> User | None:
@@ -73,7 +75,9 @@ def authenticate(login: str, password: str, ip: str) -> User | None:
     cfg = current_app.config
     ratelimit.hit("login-ip", ip, cfg["LOGIN_LIMIT_PER_IP"], "login attempts")
     ratelimit.hit(
-        "login-user", (login or "").strip().lower(), cfg["LOGIN_LIMIT_PER_USERNAME"],
+        "login-user",
+        (login or "").strip().lower(),
+        cfg["LOGIN_LIMIT_PER_USERNAME"],
         "login attempts for this account",
     )
     user = find_login(login)

@@ -36,8 +36,12 @@ def report() -> dict:
     ok = all(c["status"] == "ok" for c in checks.values()) and all(
         p["status"] == "ok" for p in pools if p["is_active"]
     )
-    return {"status": "ok" if ok else "down", "node_id": current_app.config["NODE_ID"],
-            **checks, "pools": pools}
+    return {
+        "status": "ok" if ok else "down",
+        "node_id": current_app.config["NODE_ID"],
+        **checks,
+        "pools": pools,
+    }
 
 
 def pool_health(pool: StoragePool) -> dict:
@@ -47,8 +51,14 @@ def pool_health(pool: StoragePool) -> dict:
     room = None if not pool.max_size else max(0, pool.max_size - (pool.used_size or 0))
     full = room is not None and room <= 0
     return {
-        "id": pool.id, "name": pool.name, "is_active": pool.is_active,
+        "id": pool.id,
+        "name": pool.name,
+        "is_active": pool.is_active,
         "status": "ok" if writable and not full else "down",
-        "writable": writable, "full": full, "disk_free": free, "disk_total": total,
-        "used_size": pool.used_size, "max_size": pool.max_size,
+        "writable": writable,
+        "full": full,
+        "disk_free": free,
+        "disk_total": total,
+        "used_size": pool.used_size,
+        "max_size": pool.max_size,
     }

@@ -9,7 +9,7 @@ from flask import current_app
 
 from pixelfox.extensions import db
 from pixelfox.jobs.queues import delete_job_id, enqueue_once
-from pixelfox.models import Image, ImageVariant, StoragePool, User
+from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
 from pixelfox.services import tokens
 from pixelfox.storage import local, paths
@@ -37,8 +37,11 @@ def by_share_link(link: str) -> Image | None:
 
 def is_manager(user: User | None, image: Image) -> bool:
     """Owner or admin: may edit, delete, see status and private images."""
-    return bool(user and getattr(user, "is_authenticated", False)
-                and (user.id == image.user_id or user.is_admin))
+    return bool(
+        user
+        and getattr(user, "is_authenticated", False)
+        and (user.id == image.user_id or user.is_admin)
+    )
 
 
 def can_view(user: User | None, image: Image) -> bool:
@@ -96,15 +99,29 @@ def status_payload(image: Image) -> dict:
 def detail_payload(image: Image) -> dict:
     data = status_payload(image)
     data.update(
-        title=image.title, description=image.description, visibility=image.visibility,
-        share_url=share_url(image), mime_type=image.mime_type, size=image.size,
-        width=image.width, height=image.height, sha256=image.sha256,
+        title=image.title,
+        description=image.description,
+        visibility=image.visibility,
+        share_url=share_url(image),
+        mime_type=image.mime_type,
+        size=image.size,
+        width=image.width,
+        height=image.height,
+        sha256=image.sha256,
         created_at=image.created_at.isoformat() + "Z",
         variants_detail=[
-            {"kind": v.kind, "format": v.format, "width": v.width, "height": v.height,
-             "size": v.size, "url": data["variants"].get(v.kind)}
+            {
+                "kind": v.kind,
+                "format": v.format,
+                "width": v.width,
+                "height": v.height,
+                "size": v.size,
+                "url": data["variants"].get(v.kind),
+            }
             for v in image.variants
-        ] if image.status == "complete" else [],
+        ]
+        if image.status == "complete"
+        else [],
     )
     return data
 
@@ -122,13 +139,22 @@ def grid(image: Image) -> list[dict]:
             else:
                 kind = f"thumbnail_{size}_{fmt}"
             if kind is None:
-                cells[fmt] = {"url": file_url(image, image.stored_path), "width": image.width,
-                              "height": image.height, "size": image.size,
-                              "format": image.mime_type.split("/")[1]}
+                cells[fmt] = {
+                    "url": file_url(image, image.stored_path),
+                    "width": image.width,
+                    "height": image.height,
+                    "size": image.size,
+                    "format": image.mime_type.split("/")[1],
+                }
             elif kind in by_kind:
                 v = by_kind[kind]
-                cells[fmt] = {"url": urls[kind], "width": v.width, "height": v.height,
-                              "size": v.size, "format": v.format}
+                cells[fmt] = {
+                    "url": urls[kind],
+                    "width": v.width,
+                    "height": v.height,
+                    "size": v.size,
+                    "format": v.format,
+                }
             else:
                 cells[fmt] = None
         rows.append({"size": size, "cells": cells})
@@ -154,8 +180,12 @@ def request_delete(image: Image) -> None:
 
 def queue_delete(image: Image) -> None:
     try:
-        enqueue_once(image.pool.node_id, "pixelfox.jobs.images.delete_image",
-                     delete_job_id(image.uuid), image.id)
+        enqueue_once(
+            image.pool.node_id,
+            "pixelfox.jobs.images.delete_image",
+            delete_job_id(image.uuid),
+            image.id,
+        )
     except Exception:  # Redis down: the sweeper picks up images marked deleted
         log.exception("could not queue deletion of %s", image.uuid)
 
@@ -176,13 +206,16 @@ def delete_now(image_id: int) -> str:
         size = target.stat().st_size if target.exists() else 0
         if local.remove(target):
             freed[pool_id] = freed.get(pool_id, 0) + size
-    db.session.execute(db.delete(ImageVariant).where(ImageVariant.image_id == image.id))
-    db.session.delete(image)
+    db.session.delete(image)  # variant rows go with it (ORM cascade)
     for pool_id, size in freed.items():
         db.session.execute(
-            db.update(StoragePool).where(StoragePool.id == pool_id)
-            .values(used_size=db.case((StoragePool.used_size > size, StoragePool.used_size - size),
-                                      else_=0))
+            db.update(StoragePool)
+            .where(StoragePool.id == pool_id)
+            .values(
+                used_size=db.case(
+                    (StoragePool.used_size > size, StoragePool.used_size - size), else_=0
+                )
+            )
         )
     db.session.commit()
     return "deleted"

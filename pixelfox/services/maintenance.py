@@ -13,7 +13,7 @@ from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
 from pixelfox.extensions import db, get_redis
-from pixelfox.jobs.queues import LIVE, job_status, process_job_id, delete_job_id, queue_name
+from pixelfox.jobs.queues import LIVE, delete_job_id, job_status, process_job_id, queue_name
 from pixelfox.models import Image, StoragePool
 from pixelfox.models.base import utcnow
 from pixelfox.services import images as image_service
@@ -41,7 +41,7 @@ def sweep(now=None) -> dict[str, int]:
     """Put stuck work back on its queue. Safe to run on any schedule, any number of times."""
     now = now or utcnow()
     redis = get_redis()
-    counts = {"requeued": 0, "deletes": 0, "promoted": 0, "abandoned": 0, "temp_removed": 0}
+    counts = {"requeued": 0, "deletes": 0, "abandoned": 0, "temp_removed": 0}
     names = [queue_name(n) for n in node_ids()]
 
     # 1. Jobs whose worker died: RQ moves them to failed (retrying if attempts remain).
@@ -62,11 +62,13 @@ def sweep(now=None) -> dict[str, int]:
 
     # 3. Images left pending/processing with no live job (Redis flushed, worker killed).
     stale = db.session.execute(
-        db.select(Image).where(
+        db.select(Image)
+        .where(
             Image.deleted_at.is_(None),
             ((Image.status == "pending") & (Image.updated_at < now - PENDING_GRACE))
             | ((Image.status == "processing") & (Image.updated_at < now - STUCK_AFTER)),
-        ).limit(500)
+        )
+        .limit(500)
     ).scalars()
     for image in stale:
         if job_status(process_job_id(image.uuid)) not in LIVE:

@@ -50,9 +50,10 @@ def ensure_default_pool() -> StoragePool | None:
 
 
 def _name_taken(name: str) -> bool:
-    return db.session.execute(
-        db.select(StoragePool.id).where(StoragePool.name == name)
-    ).first() is not None
+    return (
+        db.session.execute(db.select(StoragePool.id).where(StoragePool.name == name)).first()
+        is not None
+    )
 
 
 def free_bytes(pool: StoragePool) -> int | None:
@@ -96,9 +97,12 @@ def recompute_used(pool_id: int) -> int:
         db.select(func.coalesce(func.sum(Image.size), 0)).where(Image.storage_pool_id == pool_id)
     ).scalar_one()
     # Variants may share a file (a WebP original's "original" thumbnail is the WebP one).
-    paths = db.select(ImageVariant.stored_path, func.max(ImageVariant.size).label("size")).where(
-        ImageVariant.storage_pool_id == pool_id
-    ).group_by(ImageVariant.stored_path).subquery()
+    paths = (
+        db.select(ImageVariant.stored_path, func.max(ImageVariant.size).label("size"))
+        .where(ImageVariant.storage_pool_id == pool_id)
+        .group_by(ImageVariant.stored_path)
+        .subquery()
+    )
     variants = db.session.execute(db.select(func.coalesce(func.sum(paths.c.size), 0))).scalar_one()
     used = int(originals) + int(variants)
     db.session.execute(

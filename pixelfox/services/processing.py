@@ -31,11 +31,15 @@ def plan(image: Image, pool: StoragePool, opts: dict):
         rel = paths.variant_path(image.stored_path, image.uuid, ext, size)
         return rel, paths.resolve(pool.base_path, rel)
 
-    targets = [Target("webp", None, "webp", dest(".webp")[1]),
-               Target("avif", None, "avif", dest(".avif")[1])]
-    wanted = [("original", src.name, src.ext, opts["thumbnail_original_enabled"]),
-              ("webp", "webp", ".webp", opts["thumbnail_webp_enabled"]),
-              ("avif", "avif", ".avif", opts["thumbnail_avif_enabled"])]
+    targets = [
+        Target("webp", None, "webp", dest(".webp")[1]),
+        Target("avif", None, "avif", dest(".avif")[1]),
+    ]
+    wanted = [
+        ("original", src.name, src.ext, opts["thumbnail_original_enabled"]),
+        ("webp", "webp", ".webp", opts["thumbnail_webp_enabled"]),
+        ("avif", "avif", ".avif", opts["thumbnail_avif_enabled"]),
+    ]
     for size in ("small", "medium"):
         for label, fmt, ext, enabled in wanted:
             if enabled:
@@ -93,7 +97,8 @@ def process(image_id: int) -> str:
     image.status, image.error, image.processed_at = "complete", None, utcnow()
     if delta:
         db.session.execute(
-            db.update(StoragePool).where(StoragePool.id == pool.id)
+            db.update(StoragePool)
+            .where(StoragePool.id == pool.id)
             .values(used_size=StoragePool.used_size + delta)
         )
     db.session.commit()
@@ -116,3 +121,11 @@ def _fail(image: Image, message: str) -> str:
     db.session.commit()
     log.warning("image %s failed: %s", image.uuid, message)
     return "failed"
+
+
+def give_up(image_id: int, exc: Exception) -> None:
+    """After the last retry: mark the image failed so nobody waits for it forever."""
+    db.session.rollback()
+    image = db.session.get(Image, image_id)
+    if image is not None and image.status != "complete":
+        _fail(image, f"Processing failed after several attempts ({type(exc).__name__}).")

@@ -31,7 +31,6 @@ def _limiter() -> MovingWindowRateLimiter:
     return ext["pixelfox_limiter"]
 
 
-
 def hit(scope: str, key: str, per_minute: int, what: str) -> None:
     """Count one event for `scope:key`; raise RateLimited once `per_minute` is exceeded.
     0 disables the limit."""

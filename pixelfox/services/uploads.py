@@ -57,8 +57,10 @@ def admit(user: User, ip: str) -> None:
     try:
         ratelimit.hit("upload-ip", ip, int(settings.get("upload_rate_limit_per_minute")), "uploads")
         ratelimit.hit(
-            "upload-user", str(user.id),
-            int(settings.get("upload_user_rate_limit_per_minute")), "uploads",
+            "upload-user",
+            str(user.id),
+            int(settings.get("upload_user_rate_limit_per_minute")),
+            "uploads",
         )
     except ratelimit.RateLimited as exc:
         raise UploadRefused(429, "rate_limited", exc.message, exc.retry_after) from exc
@@ -68,8 +70,9 @@ def share_link() -> str:
     return "".join(secrets.choice(BASE62) for _ in range(10))
 
 
-def receive(stream, filename: str | None, user: User, ip: str,
-            pool: StoragePool | None = None) -> Received:
+def receive(
+    stream, filename: str | None, user: User, ip: str, pool: StoragePool | None = None
+) -> Received:
     """Store one uploaded file and queue its processing. `stream` is a readable binary file.
     Refusals raise UploadRefused and leave no file and no row behind."""
     admit(user, ip)
@@ -109,19 +112,29 @@ def _place(temp: local.Written, filename: str | None, user: User, pool: StorageP
         rel = paths.original_path(uuid, found.kind.ext, now)
         final = paths.resolve(pool.base_path, rel)
         image = Image(
-            uuid=uuid, share_link=share_link(), user_id=user.id,
-            title=_title(filename), original_filename=_clean_name(filename),
-            stored_path=rel, mime_type=found.kind.mime, size=temp.size,
-            width=found.width, height=found.height,
-            sha256=temp.sha256, source_sha256=temp.sha256,
-            status="pending", visibility="unlisted", storage_pool_id=pool.id,
+            uuid=uuid,
+            share_link=share_link(),
+            user_id=user.id,
+            title=_title(filename),
+            original_filename=_clean_name(filename),
+            stored_path=rel,
+            mime_type=found.kind.mime,
+            size=temp.size,
+            width=found.width,
+            height=found.height,
+            sha256=temp.sha256,
+            source_sha256=temp.sha256,
+            status="pending",
+            visibility="unlisted",
+            storage_pool_id=pool.id,
         )
         local.commit_temp(temp.path, final)
         db.session.add(image)
         try:
             db.session.flush()
             db.session.execute(
-                db.update(StoragePool).where(StoragePool.id == pool.id)
+                db.update(StoragePool)
+                .where(StoragePool.id == pool.id)
                 .values(used_size=StoragePool.used_size + temp.size)
             )
             db.session.commit()
@@ -157,8 +170,10 @@ def queue_processing(image: Image) -> None:
     stays `pending` and the sweeper queues it later."""
     try:
         enqueue_once(
-            image.pool.node_id, "pixelfox.jobs.images.process_image",
-            process_job_id(image.uuid), image.id,
+            image.pool.node_id,
+            "pixelfox.jobs.images.process_image",
+            process_job_id(image.uuid),
+            image.id,
         )
     except Exception:  # Redis down: the row is safe, the sweeper re-queues pending images
         log.exception("could not queue processing of %s", image.uuid)

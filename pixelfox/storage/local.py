@@ -32,9 +32,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def stream_to_temp(
-    chunks: Iterable[bytes], directory: Path, limit: int | None = None
-) -> Written:
+def stream_to_temp(chunks: Iterable[bytes], directory: Path, limit: int | None = None) -> Written:
     """Write chunks to a new temp file in `directory`, hashing as they pass.
     Raises TooLarge (and removes the temp file) past `limit` bytes."""
     directory.mkdir(parents=True, exist_ok=True)

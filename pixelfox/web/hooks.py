@@ -103,8 +103,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return error_response(400, "csrf_failed",
-                              "The form expired or is missing its security token; reload the page.")
+        return error_response(
+            400,
+            "csrf_failed",
+            "The form expired or is missing its security token; reload the page.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -33,7 +33,6 @@ def images_list():
     return render_template("user/images.html", pager=pager, thumbs=thumbs, form=EmptyForm())
 
 
-
 def _managed(uuid: str) -> Image:
     image = images.by_uuid(uuid)
     if image is None or not images.is_manager(current_user, image):
@@ -74,7 +73,9 @@ def account_settings():
     if form.validate_on_submit():
         try:
             accounts.change_password(
-                current_user, form.current_password.data, form.new_password.data,
+                current_user,
+                form.current_password.data,
+                form.new_password.data,
                 form.new_password_confirm.data,
             )
         except accounts.AccountError as exc:
@@ -88,7 +89,6 @@ def account_settings():
     return render_template(
         "user/settings.html", form=form, key_form=EmptyForm(), new_key=None
     ), status
-
 
 
 @bp.post("/settings/api-key")

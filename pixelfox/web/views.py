@@ -102,7 +102,9 @@ def view(uuid: str):
     """The viewer: status while processing, then sizes × formats and copy boxes."""
     image = _viewable(images.by_uuid(uuid))
     db.session.execute(
-        db.update(Image).where(Image.id == image.id).values(view_count=Image.view_count + 1)
+        db.update(Image)
+        .where(Image.id == image.id)
+        .values(view_count=Image.view_count + 1)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -152,9 +154,9 @@ def serve_file(stored_path: str):
     pool_id = image.storage_pool_id
     if stored_path != image.stored_path:
         pool_id = db.session.execute(
-            db.select(ImageVariant.storage_pool_id).where(
-                ImageVariant.image_id == image.id, ImageVariant.stored_path == stored_path
-            ).limit(1)
+            db.select(ImageVariant.storage_pool_id)
+            .where(ImageVariant.image_id == image.id, ImageVariant.stored_path == stored_path)
+            .limit(1)
         ).scalar_one()
     pool = db.session.get(StoragePool, pool_id)
     if pool is None or pool.node_id != current_app.config["NODE_ID"]:
@@ -186,8 +188,10 @@ def _image_for_path(stored_path: str) -> Image | None:
     if image is not None:
         return image
     return db.session.execute(
-        db.select(Image).join(ImageVariant, ImageVariant.image_id == Image.id)
-        .where(ImageVariant.stored_path == stored_path).limit(1)
+        db.select(Image)
+        .join(ImageVariant, ImageVariant.image_id == Image.id)
+        .where(ImageVariant.stored_path == stored_path)
+        .limit(1)
     ).scalar_one_or_none()
 
 

@@ -1,0 +1,44 @@
+# PixelFox — `make run` starts the whole stack on embedded defaults; `make test` runs the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench deps system-deps migrate run-worker run-scheduler clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+deps: system-deps $(STAMP)
+
+run: deps
+	$(BIN)/python -m pixelfox.devstack
+
+migrate: deps
+	$(BIN)/flask --app wsgi db upgrade
+
+test: deps
+	bash scripts/check-test-services.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: deps
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: deps
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(VENV) var/tmp .pytest_cache test-output
