@@ -6,7 +6,7 @@ import logging
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import User
@@ -56,6 +56,7 @@ def users_set_password(username: str, password: str) -> None:
 
 
 @click.command("scheduler")
+@with_appcontext
 @click.option("--sync-only", is_flag=True, help="Register the periodic jobs, then exit.")
 @click.option("--interval", default=5, show_default=True, help="Seconds between checks.")
 def scheduler_command(sync_only: bool, interval: int) -> None:

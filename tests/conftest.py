@@ -145,9 +145,7 @@ def app(tmp_path):
 
 @pytest.fixture
 def redis(app):
-    from pixelfox.extensions import get_redis
-
-    return get_redis()
+    return app.extensions["pixelfox_redis"]
 
 
 def csrf_from(html: str) -> str:
@@ -240,3 +238,48 @@ def run_jobs(app, node_id: str = "local") -> int:
 
 def files_under(root: str | Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.is_file())
+
+
+def node_env(app, **extra) -> dict:
+    """Environment for a real process of the node `app` describes (worker, web, CLI)."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        UPLOADS_DIR=app.config["UPLOADS_DIR"],
+        TMP_DIR=app.config["TMP_DIR"],
+        NODE_ID=app.config["NODE_ID"],
+        PUBLIC_DOMAIN=app.config["PUBLIC_DOMAIN"],
+        UPLOAD_TOKEN_SECRET=app.config["UPLOAD_TOKEN_SECRET"] or "",
+        SECRET_KEY=app.config["SECRET_KEY"],
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_rq_worker(app, *args: str, log_path: Path | None = None):
+    """The plain RQ CLI, exactly as ops run it: `rq worker --url $REDIS_URL node-<id>`."""
+    import subprocess
+    import sys
+
+    rq = str(Path(sys.executable).with_name("rq"))
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [rq, "worker", "--url", app.config["REDIS_URL"], *args, f"node-{app.config['NODE_ID']}"],
+        cwd=ROOT,
+        env=node_env(app),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def big_jpeg(path: Path, width: int = 4240, height: int = 2832) -> Path:
+    """A ~12-megapixel JPEG made from the photo fixture (EXIF kept)."""
+    from pixelfox.imaging.magick import Image
+
+    with Image(filename=f"jpeg:{fixture_path('photo.jpg')}") as img:
+        img.resize(width, height)
+        img.compression_quality = 90
+        img.save(filename=f"jpeg:{path}")
+    return path

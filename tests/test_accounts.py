@@ -27,13 +27,27 @@ def test_register_rejects_bad_input_and_duplicates(client, auth):
     assert dup.status_code == 400
     assert "already registered" in dup.get_data(as_text=True)
     token = auth.token("/register")
-    short = client.post("/register", data={
-        "username": "carol", "email": "carol@example.org", "password": "short",
-        "password_confirm": "short", "csrf_token": token})
+    short = client.post(
+        "/register",
+        data={
+            "username": "carol",
+            "email": "carol@example.org",
+            "password": "short",
+            "password_confirm": "short",
+            "csrf_token": token,
+        },
+    )
     assert short.status_code == 400
-    mismatch = client.post("/register", data={
-        "username": "carol", "email": "carol@example.org", "password": "long enough 1",
-        "password_confirm": "long enough 2", "csrf_token": token})
+    mismatch = client.post(
+        "/register",
+        data={
+            "username": "carol",
+            "email": "carol@example.org",
+            "password": "long enough 1",
+            "password_confirm": "long enough 2",
+            "csrf_token": token,
+        },
+    )
     assert mismatch.status_code == 400 and "Passwords differ" in mismatch.get_data(as_text=True)
 
 
@@ -51,8 +65,10 @@ def test_login_open_redirect_is_refused(client, auth):
     auth.register("erin")
     auth.logout()
     token = auth.token("/login")
-    resp = client.post("/login?next=https://evil.example/x", data={
-        "username": "erin", "password": "correct horse 1", "csrf_token": token})
+    resp = client.post(
+        "/login?next=https://evil.example/x",
+        data={"username": "erin", "password": "correct horse 1", "csrf_token": token},
+    )
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
 
 
@@ -103,13 +119,25 @@ def test_logout_needs_post_with_csrf(client, auth):
 def test_password_change(client, auth):
     auth.register("kim")
     token = auth.token("/user/settings")
-    wrong = client.post("/user/settings", data={
-        "current_password": "not it at all", "new_password": "brand new pass",
-        "new_password_confirm": "brand new pass", "csrf_token": token})
+    wrong = client.post(
+        "/user/settings",
+        data={
+            "current_password": "not it at all",
+            "new_password": "brand new pass",
+            "new_password_confirm": "brand new pass",
+            "csrf_token": token,
+        },
+    )
     assert wrong.status_code == 400
-    ok = client.post("/user/settings", data={
-        "current_password": "correct horse 1", "new_password": "brand new pass",
-        "new_password_confirm": "brand new pass", "csrf_token": token})
+    ok = client.post(
+        "/user/settings",
+        data={
+            "current_password": "correct horse 1",
+            "new_password": "brand new pass",
+            "new_password_confirm": "brand new pass",
+            "csrf_token": token,
+        },
+    )
     assert ok.status_code == 302
     auth.logout()
     assert auth.login("kim").status_code == 401
@@ -118,17 +146,39 @@ def test_password_change(client, auth):
 
 def test_cli_users_create_list_set_password(app, client, auth):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["users", "create", "--admin", "--username", "root",
-                                 "--email", "root@example.org", "--password", "admin pass 1"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--admin",
+            "--username",
+            "root",
+            "--email",
+            "root@example.org",
+            "--password",
+            "admin pass 1",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "created admin root" in result.output
-    dup = runner.invoke(args=["users", "create", "--username", "root", "--email",
-                              "r2@example.org", "--password", "admin pass 1"])
+    dup = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--username",
+            "root",
+            "--email",
+            "r2@example.org",
+            "--password",
+            "admin pass 1",
+        ]
+    )
     assert dup.exit_code != 0 and "already registered" in dup.output
     listed = runner.invoke(args=["users", "list"])
     assert "root\troot@example.org\tadmin\tactive" in listed.output
-    changed = runner.invoke(args=["users", "set-password", "--username", "root",
-                                  "--password", "another pass 2"])
+    changed = runner.invoke(
+        args=["users", "set-password", "--username", "root", "--password", "another pass 2"]
+    )
     assert changed.exit_code == 0
     assert auth.login("root", "admin pass 1").status_code == 401
     assert auth.login("root", "another pass 2").status_code == 302

@@ -36,13 +36,17 @@ def test_health_is_503_when_redis_is_down(app, client):
 def test_upload_with_api_key_bearer_and_header(app, client):
     key = make_key(app)
     with open(fixture_path("photo.webp"), "rb") as fh:
-        resp = client.post("/api/v1/upload", data={"file": (fh, "photo.webp")},
-                           headers={"Authorization": f"Bearer {key}"})
+        resp = client.post(
+            "/api/v1/upload",
+            data={"file": (fh, "photo.webp")},
+            headers={"Authorization": f"Bearer {key}"},
+        )
     assert resp.status_code == 201, resp.get_data(as_text=True)
     uuid = resp.get_json()["image_uuid"]
     run_jobs(app)
-    status = client.get(resp.get_json()["status_url"].split(":4000", 1)[1],
-                        headers={"X-API-Key": key}).get_json()
+    status = client.get(
+        resp.get_json()["status_url"].split(":4000", 1)[1], headers={"X-API-Key": key}
+    ).get_json()
     assert status["status"] == "complete" and status["variants"]["webp"].startswith("http://")
     detail = client.get(f"/api/v1/images/{uuid}", headers={"X-API-Key": key}).get_json()
     assert detail["width"] == 1200 and detail["visibility"] == "unlisted"
@@ -63,16 +67,20 @@ def test_wrong_or_revoked_key_is_401_json(app, client):
     with app.app_context():
         accounts.revoke_api_key(db.session.execute(db.select(User)).scalar_one())
     with open(fixture_path("tiny.png"), "rb") as fh:
-        resp = client.post("/api/v1/upload", data={"file": (fh, "t.png")},
-                           headers={"Authorization": f"Bearer {key}"})
+        resp = client.post(
+            "/api/v1/upload",
+            data={"file": (fh, "t.png")},
+            headers={"Authorization": f"Bearer {key}"},
+        )
     assert resp.status_code == 401 and resp.get_json()["error"] == "invalid_api_key"
 
 
 def test_api_upload_bad_file_is_json_error(app, client):
     key = make_key(app)
     with open(fixture_path("script.svg", "bad"), "rb") as fh:
-        resp = client.post("/api/v1/upload", data={"file": (fh, "x.png")},
-                           headers={"X-API-Key": key})
+        resp = client.post(
+            "/api/v1/upload", data={"file": (fh, "x.png")}, headers={"X-API-Key": key}
+        )
     assert resp.status_code == 415
     assert resp.get_json()["error"] == "unsupported_type"
     resp = client.post("/api/v1/upload", data={}, headers={"X-API-Key": key})

@@ -15,9 +15,15 @@ def processed(app, client, name="alpha.png") -> str:
 
 def set_visibility(client, uuid, visibility):
     token = csrf_from(client.get(f"/user/images/{uuid}/edit").get_data(as_text=True))
-    return client.post(f"/user/images/{uuid}/edit", data={
-        "title": "Sunset", "description": "Over the hills", "visibility": visibility,
-        "csrf_token": token})
+    return client.post(
+        f"/user/images/{uuid}/edit",
+        data={
+            "title": "Sunset",
+            "description": "Over the hills",
+            "visibility": visibility,
+            "csrf_token": token,
+        },
+    )
 
 
 def test_unlisted_is_the_default_and_visible_with_the_link(app, client, auth):
@@ -79,8 +85,15 @@ def test_status_api_is_owner_or_admin_only(app, client, auth):
         db.session.execute(db.update(User).where(User.username == "eve").values(role="admin"))
         db.session.commit()
     body = client.get(f"/api/v1/images/{uuid}/status").get_json()
-    assert set(body) >= {"uuid", "status", "complete", "failed", "view_url", "original_url",
-                         "variants"}
+    assert set(body) >= {
+        "uuid",
+        "status",
+        "complete",
+        "failed",
+        "view_url",
+        "original_url",
+        "variants",
+    }
     assert body["original_url"].startswith("http://127.0.0.1:4000/uploads/original/")
 
 
@@ -90,8 +103,9 @@ def test_edit_changes_title_and_description(app, client, auth):
     set_visibility(client, uuid, "public")
     page = client.get(f"/image/{uuid}").get_data(as_text=True)
     assert "Sunset" in page and "Over the hills" in page and "public" in page
-    bad = client.post(f"/user/images/{uuid}/edit", data={
-        "visibility": "secret", "csrf_token": csrf_from(page)})
+    bad = client.post(
+        f"/user/images/{uuid}/edit", data={"visibility": "secret", "csrf_token": csrf_from(page)}
+    )
     assert bad.status_code == 400
 
 
@@ -114,9 +128,12 @@ def test_delete_removes_files_then_rows_through_a_job(app, client, auth):
         image = db.session.execute(db.select(Image).where(Image.uuid == uuid)).scalar()
         assert image is None
         kept = db.session.execute(db.select(Image).where(Image.uuid == keep)).scalar_one()
-        assert db.session.execute(
-            db.select(db.func.count(ImageVariant.id)).where(ImageVariant.image_id != kept.id)
-        ).scalar() == 0
+        assert (
+            db.session.execute(
+                db.select(db.func.count(ImageVariant.id)).where(ImageVariant.image_id != kept.id)
+            ).scalar()
+            == 0
+        )
         used_after = db.session.execute(db.select(StoragePool.used_size)).scalar()
         assert used_after < used_before
     left = files_under(app.config["UPLOADS_DIR"])
@@ -149,11 +166,21 @@ def test_user_images_are_paged(app, client, auth):
         user = db.session.execute(db.select(User)).scalar_one()
         template = db.session.execute(db.select(Image)).scalar_one()
         for i in range(PER_PAGE + 2):
-            db.session.add(Image(
-                uuid=f"00000000-0000-0000-0000-{i:012d}", share_link=f"pg{i:08d}",
-                user_id=user.id, title=f"copy {i}", stored_path=template.stored_path,
-                mime_type="image/png", size=1, sha256="0" * 64, source_sha256=f"{i:064d}",
-                status="complete", storage_pool_id=template.storage_pool_id))
+            db.session.add(
+                Image(
+                    uuid=f"00000000-0000-0000-0000-{i:012d}",
+                    share_link=f"pg{i:08d}",
+                    user_id=user.id,
+                    title=f"copy {i}",
+                    stored_path=template.stored_path,
+                    mime_type="image/png",
+                    size=1,
+                    sha256="0" * 64,
+                    source_sha256=f"{i:064d}",
+                    status="complete",
+                    storage_pool_id=template.storage_pool_id,
+                )
+            )
         db.session.commit()
     first = client.get("/user/images").get_data(as_text=True)
     assert f"Page 1 of 2 ({PER_PAGE + 3} images)" in first
@@ -165,8 +192,13 @@ def test_user_images_are_paged(app, client, auth):
 def test_serving_guards_paths(app, client, auth):
     auth.register()
     processed(app, client, "tiny.png")
-    for bad in ("/uploads/../secret", "/uploads/original/../../etc/passwd",
-                "/uploads/.tmp/x.part", "/uploads/etc/passwd", "/uploads/original/%00x"):
+    for bad in (
+        "/uploads/../secret",
+        "/uploads/original/../../etc/passwd",
+        "/uploads/.tmp/x.part",
+        "/uploads/etc/passwd",
+        "/uploads/original/%00x",
+    ):
         assert client.get(bad).status_code == 404, bad
     # A file on disk with no row behind it is not served.
     from pathlib import Path

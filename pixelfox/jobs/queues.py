@@ -6,6 +6,8 @@ referenced by dotted path.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -22,6 +24,34 @@ def queue_name(node_id: str) -> str:
 
 def queue_for_node(node_id: str) -> Queue:
     return Queue(queue_name(node_id), connection=get_redis())
+
+
+HEARTBEAT_STALE = timedelta(minutes=2)  # RQ beats every ~30 s while a job runs
+
+
+def is_live(job_id: str, now: datetime | None = None) -> bool:
+    """True while a job with this id is waiting or running on a live worker. A STARTED job
+    whose heartbeat stopped (its worker was killed) is not live."""
+    try:
+        job = Job.fetch(job_id, connection=get_redis())
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status != JobStatus.STARTED:
+        return status in LIVE
+    beat = job.last_heartbeat or job.started_at
+    if beat is None:
+        return True
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    return now - beat.replace(tzinfo=None) < HEARTBEAT_STALE
+
+
+def forget(job_id: str) -> None:
+    """Drop a dead job so a fresh one can take its id."""
+    try:
+        Job.fetch(job_id, connection=get_redis()).delete(remove_from_queue=True)
+    except NoSuchJobError:
+        pass
 
 
 def job_status(job_id: str) -> str | None:

@@ -13,7 +13,7 @@ from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
 from pixelfox.extensions import db, get_redis
-from pixelfox.jobs.queues import LIVE, delete_job_id, job_status, process_job_id, queue_name
+from pixelfox.jobs.queues import delete_job_id, forget, is_live, process_job_id, queue_name
 from pixelfox.models import Image, StoragePool
 from pixelfox.models.base import utcnow
 from pixelfox.services import images as image_service
@@ -71,7 +71,9 @@ def sweep(now=None) -> dict[str, int]:
         .limit(500)
     ).scalars()
     for image in stale:
-        if job_status(process_job_id(image.uuid)) not in LIVE:
+        job_id = process_job_id(image.uuid)
+        if not is_live(job_id, now):
+            forget(job_id)
             queue_processing(image)
             counts["requeued"] += 1
 
@@ -80,7 +82,9 @@ def sweep(now=None) -> dict[str, int]:
         db.select(Image).where(Image.deleted_at < now - PENDING_GRACE).limit(500)
     ).scalars()
     for image in doomed:
-        if job_status(delete_job_id(image.uuid)) not in LIVE:
+        job_id = delete_job_id(image.uuid)
+        if not is_live(job_id, now):
+            forget(job_id)
             image_service.queue_delete(image)
             counts["deletes"] += 1
 

@@ -47,9 +47,10 @@ def plan(image: Image, pool: StoragePool, opts: dict):
     return src, targets
 
 
-def process(image_id: int) -> str:
+def process(image_id: int, force: bool = False) -> str:
     """Make every variant of one image and record it. Safe to run again at any point: files
-    have fixed names and are written atomically, rows are upserted by (image, kind)."""
+    have fixed names and are written atomically, rows are upserted by (image, kind); a
+    complete image whose files are all in place is left alone unless `force`."""
     from pixelfox.imaging.variants import DecodeError, render
 
     image = db.session.get(Image, image_id)
@@ -61,6 +62,8 @@ def process(image_id: int) -> str:
     opts = settings.all_settings()
     src_kind, targets = plan(image, pool, opts)
     source = paths.resolve(pool.base_path, image.stored_path)
+    if not force and image.status == "complete" and _intact(image, pool, targets):
+        return "complete"
 
     image.status = "processing"
     image.error = None
@@ -104,6 +107,26 @@ def process(image_id: int) -> str:
     db.session.commit()
     log.info("image %s complete: %d variants", image.uuid, len(rendered))
     return "complete"
+
+
+def _intact(image: Image, pool: StoragePool, targets) -> bool:
+    """Every planned variant has a row whose file is on disk with the recorded size."""
+    from pixelfox.imaging.variants import AVIF_MIN_SIDE, SIZES, scaled
+
+    rows = {v.kind: v for v in image.variants}
+    for t in targets:
+        w, h = (image.width or 0, image.height or 0)
+        if t.size:
+            w, h = scaled(w, h, SIZES[t.size])
+        if t.fmt == "avif" and min(w, h) < AVIF_MIN_SIDE:
+            continue
+        row = rows.get(t.kind)
+        if row is None:
+            return False
+        path = paths.resolve(pool.base_path, row.stored_path)
+        if not path.is_file() or path.stat().st_size != row.size:
+            return False
+    return True
 
 
 def _drop_variant(image: Image, row: ImageVariant, pool: StoragePool, keep: dict) -> None:
