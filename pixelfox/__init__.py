@@ -68,6 +68,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     login_manager.login_message = "Please log in first."
 
     from pixelfox import models  # noqa: F401  (register tables with the metadata)
+    from pixelfox.admin import bp as admin_bp
     from pixelfox.api import bp as api_bp
     from pixelfox.web import auth, user, views
 
@@ -75,6 +76,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(user.bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(admin_bp)
     csrf.exempt(api_bp)  # API keys, not cookies; session callers are checked in the views
 
     from pixelfox import cli

@@ -110,3 +110,141 @@ def recompute_used(pool_id: int) -> int:
     )
     db.session.commit()
     return used
+
+
+class PoolError(ValueError):
+    """Field errors from saving a pool: {field: message}."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+POOL_FIELDS = (
+    "name",
+    "storage_type",
+    "storage_tier",
+    "base_path",
+    "public_base_url",
+    "upload_api_url",
+    "node_id",
+    "max_size_gb",
+    "priority",
+    "is_active",
+    "is_default",
+    "accepts_uploads",
+    "description",
+)
+GB = 1024**3
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def _url(value: str, field: str, errors: dict) -> str | None:
+    from urllib.parse import urlsplit
+
+    value = (value or "").strip().rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        errors[field] = "Must be an http(s) URL like https://s1.example.org (no query)."
+    return value
+
+
+def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
+    """Validate and store a pool from form fields (SPEC §5 names). Raises PoolError."""
+    import os
+
+    from pixelfox.models.storage import STORAGE_TYPES, TIERS
+
+    errors: dict[str, str] = {}
+    name = (data.get("name") or "").strip()
+    if not name or len(name) > 64:
+        errors["name"] = "A name of 1–64 characters is required."
+    elif db.session.execute(
+        db.select(StoragePool.id).where(
+            StoragePool.name == name, StoragePool.id != (pool.id if pool else -1)
+        )
+    ).first():
+        errors["name"] = "Another pool already has this name."
+    storage_type = data.get("storage_type") or "local"
+    if storage_type not in STORAGE_TYPES:
+        errors["storage_type"] = "Choose local, nfs or s3."
+    elif storage_type == "s3":
+        errors["storage_type"] = "S3 pools are not supported yet; use local or nfs."
+    tier = data.get("storage_tier") or "hot"
+    if tier not in TIERS:
+        errors["storage_tier"] = "Choose hot, warm, cold or archive."
+    node_id = (data.get("node_id") or "").strip()
+    if not node_id or len(node_id) > 64 or not all(c.isalnum() or c in "-_" for c in node_id):
+        errors["node_id"] = "A node id of letters, digits, - or _ is required."
+    base_path = (data.get("base_path") or "").strip()
+    if not base_path.startswith("/"):
+        errors["base_path"] = "An absolute path is required."
+    elif node_id == current_app.config["NODE_ID"] and "base_path" not in errors:
+        try:
+            os.makedirs(base_path, exist_ok=True)
+        except OSError as exc:
+            errors["base_path"] = f"Cannot create this directory on this node ({exc.strerror})."
+        else:
+            if not os.access(base_path, os.W_OK | os.X_OK):
+                errors["base_path"] = "This directory is not writable by PixelFox on this node."
+    public_base_url = _url(data.get("public_base_url"), "public_base_url", errors)
+    upload_api_url = _url(data.get("upload_api_url"), "upload_api_url", errors)
+    try:
+        gb = float(data.get("max_size_gb") or 0)
+        if gb < 0:
+            raise ValueError
+        max_size = int(gb * GB) or None
+    except ValueError:
+        errors["max_size_gb"] = "Capacity is a number of GB (0 or empty = no limit)."
+        max_size = None
+    try:
+        priority = int(data.get("priority") or 100)
+        if not 0 <= priority <= 100000:
+            raise ValueError
+    except ValueError:
+        errors["priority"] = "Priority is a whole number from 0 to 100000 (lower first)."
+        priority = 100
+    is_default = _flag(data.get("is_default"))
+    if pool is not None and pool.is_default and not is_default:
+        errors["is_default"] = "Make another pool the default instead; one pool must be it."
+    if errors:
+        raise PoolError(errors)
+
+    pool = pool or StoragePool(used_size=0)
+    pool.name, pool.storage_type, pool.storage_tier = name, storage_type, tier
+    pool.base_path, pool.node_id = base_path, node_id
+    pool.public_base_url, pool.upload_api_url = public_base_url, upload_api_url
+    pool.max_size, pool.priority = max_size, priority
+    pool.is_active = _flag(data.get("is_active"))
+    pool.accepts_uploads = _flag(data.get("accepts_uploads"))
+    pool.description = (data.get("description") or "").strip() or None
+    if is_default:
+        db.session.execute(db.update(StoragePool).values(is_default=False))
+    pool.is_default = is_default
+    if pool.id is None:
+        db.session.add(pool)
+    db.session.commit()
+    return pool
+
+
+def delete_pool(pool: StoragePool) -> None:
+    """Only an empty pool that is not the default can go."""
+    if pool.is_default:
+        raise PoolError({"pool": "The default pool cannot be deleted."})
+    holds = (
+        db.session.execute(
+            db.select(Image.id).where(Image.storage_pool_id == pool.id).limit(1)
+        ).first()
+        or db.session.execute(
+            db.select(ImageVariant.id).where(ImageVariant.storage_pool_id == pool.id).limit(1)
+        ).first()
+    )
+    if holds:
+        raise PoolError({"pool": "This pool still holds images; move them first."})
+    db.session.delete(pool)
+    db.session.commit()

@@ -1,0 +1,22 @@
+"""Admin pages (/admin): role admin only, CSRF on every POST (HTMX included)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort
+from flask_login import current_user
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin():
+    """Anonymous → login (401 for API/HTMX callers); signed-in non-admins → 403."""
+    if not current_user.is_authenticated:
+        from pixelfox.extensions import login_manager
+
+        return login_manager.unauthorized()
+    if not current_user.is_admin:
+        abort(403)
+
+
+from pixelfox.admin import settings, storage  # noqa: E402,F401  (register the views)

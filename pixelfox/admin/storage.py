@@ -1,0 +1,89 @@
+"""Storage pools: list, create, edit, delete (SPEC §5)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from pixelfox.admin import bp
+from pixelfox.extensions import db
+from pixelfox.models import StoragePool
+from pixelfox.models.storage import STORAGE_TYPES, TIERS
+from pixelfox.services import pools
+
+
+def _form_values(pool: StoragePool | None) -> dict:
+    if request.method == "POST":
+        return request.form.to_dict()
+    if pool is None:
+        return {
+            "storage_type": "local",
+            "storage_tier": "hot",
+            "priority": 100,
+            "is_active": True,
+            "accepts_uploads": True,
+            "max_size_gb": "",
+        }
+    values = {f: getattr(pool, f) for f in pools.POOL_FIELDS if f != "max_size_gb"}
+    values["max_size_gb"] = f"{pool.max_size / pools.GB:g}" if pool.max_size else ""
+    return {k: ("" if v is None else v) for k, v in values.items()}
+
+
+@bp.get("/storage")
+def storage_index():
+    """Pools with used/max bars."""
+    rows = (
+        db.session.execute(
+            db.select(StoragePool).order_by(
+                StoragePool.node_id, StoragePool.priority, StoragePool.id
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return render_template("admin/storage.html", pools=rows)
+
+
+@bp.route("/storage/create", methods=["GET", "POST"])
+def storage_create():
+    """Create a pool."""
+    return _edit(None)
+
+
+@bp.route("/storage/edit/<int:pool_id>", methods=["GET", "POST"])
+def storage_edit(pool_id: int):
+    """Edit a pool."""
+    pool = db.session.get(StoragePool, pool_id) or abort(404)
+    return _edit(pool)
+
+
+def _edit(pool: StoragePool | None):
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            saved = pools.save_pool(pool, request.form)
+        except pools.PoolError as exc:
+            errors = exc.errors
+        else:
+            flash(f"Pool {saved.name} saved.", "success")
+            return redirect(url_for("admin.storage_index"))
+    return render_template(
+        "admin/storage_form.html",
+        pool=pool,
+        values=_form_values(pool),
+        errors=errors,
+        types=STORAGE_TYPES,
+        tiers=TIERS,
+    ), (400 if errors else 200)
+
+
+@bp.post("/storage/delete/<int:pool_id>")
+def storage_delete(pool_id: int):
+    """Delete an empty, non-default pool."""
+    pool = db.session.get(StoragePool, pool_id) or abort(404)
+    try:
+        pools.delete_pool(pool)
+    except pools.PoolError as exc:
+        flash(exc.errors["pool"], "error")
+        return storage_index(), 409
+    flash(f"Pool {pool.name} deleted.", "success")
+    return redirect(url_for("admin.storage_index"))
