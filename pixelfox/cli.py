@@ -69,7 +69,7 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
     pools.ensure_default_pool()
     node = current_app.config["NODE_ID"]
     scheduler = schedule.make_scheduler(get_redis(), node, interval)
-    result = schedule.sync(scheduler, schedule.definitions(node))
+    result = schedule.sync(scheduler, schedule.definitions(node, pools.active_nodes()))
     click.echo(
         f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
         f"{len(result['removed'])} removed"

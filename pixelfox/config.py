@@ -96,6 +96,12 @@ class Config:
         self.UPLOADS_DIR = str(Path(_env("UPLOADS_DIR", str(var_dir() / "uploads"))).resolve())
         self.TMP_DIR = str(Path(_env("TMP_DIR", str(var_dir() / "tmp"))).resolve())
         self.DISABLE_JOB_WORKERS = _flag("DISABLE_JOB_WORKERS")
+        # Origins allowed to upload straight to this node (the app node's public URL).
+        self.CORS_ORIGINS = [
+            o.strip().rstrip("/")
+            for o in _env("CORS_ORIGINS", self.PUBLIC_DOMAIN).split(",")
+            if o.strip()
+        ]
 
         self.SQLALCHEMY_DATABASE_URI = database_url()
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

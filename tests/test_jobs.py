@@ -191,13 +191,13 @@ def test_scheduler_registration_is_idempotent(app):
     with app.app_context():
         scheduler = schedule.make_scheduler(get_redis(), "local")
         ids = [job.id for job in scheduler.get_jobs()]
-    assert len(ids) == 2 and len(set(ids)) == 2
-    assert {i.split("-")[1] for i in ids} == {"pool_stats", "sweeper"}
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert {i.split("-")[1] for i in ids} == {"pool_stats", "sweeper", "heartbeat"}
     # A changed definition replaces the old job instead of adding a second one.
     with app.app_context():
         changed = [schedule.Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 30, "local")]
         result = schedule.sync(scheduler, changed)
-        assert len(result["removed"]) == 2 and len(result["added"]) == 1
+        assert len(result["removed"]) == 3 and len(result["added"]) == 1
         assert len(list(scheduler.get_jobs())) == 1
 
 

@@ -100,3 +100,75 @@ def image_status(uuid: str):
     """Processing status; `complete` means processing has ended (check `failed`)."""
     image, err = _managed_image(uuid)
     return err or jsonify(images.status_payload(image))
+
+
+# --- direct-to-storage upload (SPEC §5, §7) -----------------------------------------------
+
+
+def _session_response(user):
+    data = request.get_json(silent=True) or {}
+    try:
+        body = uploads.open_session(user, data.get("file_size"), health.upload_health())
+    except uploads.UploadRefused as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.retry_after)
+    return jsonify(body), 201
+
+
+@bp.post("/internal/upload/sessions")
+def internal_upload_session():
+    """Browser flow: session cookie + X-CSRFToken; returns where and how to upload."""
+    if not current_user.is_authenticated:
+        return unauthorized()
+    csrf.protect()
+    return _session_response(current_user._get_current_object())
+
+
+@bp.post("/v1/upload/sessions")
+def upload_session():
+    """API flow: API key; returns where and how to upload."""
+    user = api_user(allow_session=False)
+    return _session_response(user) if user else unauthorized()
+
+
+def _cors(resp):
+    origin = request.headers.get("Origin")
+    if origin and origin.rstrip("/") in current_app.config["CORS_ORIGINS"]:
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Vary"] = "Origin"
+        resp.headers["Access-Control-Allow-Methods"] = "POST, HEAD, OPTIONS"
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        resp.headers["Access-Control-Max-Age"] = "600"
+    return resp
+
+
+@bp.route("/internal/upload", methods=["HEAD", "OPTIONS"])
+def internal_upload_probe():
+    """Reachability probe and CORS preflight."""
+    return _cors(current_app.response_class(status=204))
+
+
+@bp.post("/internal/upload")
+def internal_upload():
+    """Storage node: receive a browser's upload with a single-use token."""
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    try:
+        user, pool, limit = uploads.claim_token(token)
+    except uploads.UploadRefused as exc:
+        return _cors(error_response(exc.status, exc.code, exc.message, exc.retry_after))
+    request.max_content_length = limit + 1024 * 1024
+    stored = request.files.get("file")
+    if stored is None:
+        return _cors(error_response(400, "no_file", "Send the image as multipart field 'file'."))
+    try:
+        received = uploads.receive(
+            stored.stream, stored.filename, user, client_ip(), pool=pool, limit=limit
+        )
+    except uploads.UploadRefused as exc:
+        return _cors(error_response(exc.status, exc.code, exc.message, exc.retry_after))
+    image = received.image
+    resp = jsonify(
+        image_uuid=image.uuid, view_url=images.view_url(image), status_url=status_url(image.uuid)
+    )
+    resp.status_code = 201
+    return _cors(resp)

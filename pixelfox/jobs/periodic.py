@@ -23,3 +23,13 @@ def sweeper() -> dict:
     result = maintenance.sweep()
     get_job_logger(__name__).info("sweeper %s", result)
     return result
+
+
+@with_app_context
+def heartbeat() -> dict:
+    """Report this node's pools (free/used/writable/upload API reachable) into Redis."""
+    from pixelfox.services import heartbeat as service
+
+    result = service.beat()
+    get_job_logger(__name__).info("heartbeat %s", result)
+    return result

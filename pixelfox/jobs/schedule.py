@@ -32,11 +32,15 @@ class Periodic:
         return f"{PREFIX}{self.name}-{self.node_id}-{digest}"
 
 
-def definitions(app_node: str) -> list[Periodic]:
-    return [
+def definitions(app_node: str, nodes: list[str] | None = None) -> list[Periodic]:
+    """pool_stats and sweeper on the app node; a heartbeat into every node's queue."""
+    wanted = [
         Periodic("pool_stats", "pixelfox.jobs.periodic.pool_stats", 300, app_node),
         Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 60, app_node),
     ]
+    for node in sorted(set(nodes or []) | {app_node}):
+        wanted.append(Periodic("heartbeat", "pixelfox.jobs.periodic.heartbeat", 60, node, 60))
+    return wanted
 
 
 def make_scheduler(redis, node_id: str, interval: int = 5) -> Scheduler:

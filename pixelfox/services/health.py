@@ -62,3 +62,13 @@ def pool_health(pool: StoragePool) -> dict:
         "used_size": pool.used_size,
         "max_size": pool.max_size,
     }
+
+
+def upload_health() -> dict[int, dict]:
+    """Latest heartbeat per pool id, for placement (empty when Redis has none)."""
+    from pixelfox.services import heartbeat
+
+    try:
+        return heartbeat.latest()[1]
+    except Exception:  # no heartbeat data: place by the DB alone
+        return {}

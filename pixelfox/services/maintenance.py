@@ -89,6 +89,13 @@ def sweep(now=None) -> dict[str, int]:
             counts["deletes"] += 1
 
     counts["temp_removed"] = remove_stale_temp_files()
+    # New nodes get their heartbeat without restarting the scheduler.
+    from pixelfox.jobs import schedule
+
+    node = current_app.config["NODE_ID"]
+    schedule.sync(
+        schedule.make_scheduler(redis, node), schedule.definitions(node, pools.active_nodes())
+    )
     log.info("sweeper: %s", counts)
     return counts
 

@@ -56,13 +56,26 @@ def _name_taken(name: str) -> bool:
     )
 
 
+def active_nodes() -> list[str]:
+    """Every node that holds an active pool."""
+    return sorted(
+        set(
+            db.session.execute(
+                db.select(StoragePool.node_id).where(StoragePool.is_active.is_(True))
+            ).scalars()
+        )
+    )
+
+
 def free_bytes(pool: StoragePool) -> int | None:
     if not pool.max_size:
         return None
     return max(0, pool.max_size - (pool.used_size or 0))
 
 
-def choose_pool(size: int, node_id: str | None = None, health: dict | None = None) -> StoragePool:
+def choose_pool(
+    size: int, node_id: str | None = None, health: dict | None = None, direct: bool = False
+) -> StoragePool:
     """Pick the pool for an upload of `size` bytes: active pools accepting uploads, hot before
     warm, then by priority, skipping pools that are full or reported unhealthy; the default
     pool last. `node_id` restricts to pools of one node (the web form on this node)."""
@@ -71,6 +84,8 @@ def choose_pool(size: int, node_id: str | None = None, health: dict | None = Non
     )
     if node_id:
         q = q.where(StoragePool.node_id == node_id)
+    if direct:  # the browser must be able to reach the pool's node
+        q = q.where(StoragePool.upload_api_url.is_not(None))
     pools = list(db.session.execute(q).scalars())
     if not pools:
         raise NoPoolAvailable(503, "no_pool", "No storage pool accepts uploads right now.")

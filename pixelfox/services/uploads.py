@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import string
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,12 +72,18 @@ def share_link() -> str:
 
 
 def receive(
-    stream, filename: str | None, user: User, ip: str, pool: StoragePool | None = None
+    stream,
+    filename: str | None,
+    user: User,
+    ip: str,
+    pool: StoragePool | None = None,
+    limit: int | None = None,
 ) -> Received:
     """Store one uploaded file and queue its processing. `stream` is a readable binary file.
-    Refusals raise UploadRefused and leave no file and no row behind."""
+    Refusals raise UploadRefused and leave no file and no row behind. Every upload route
+    (form, API, direct-to-storage) comes through here."""
     admit(user, ip)
-    limit = max_bytes()
+    limit = min(limit, max_bytes()) if limit else max_bytes()
     if pool is None:
         try:
             pool = pools.choose_pool(0, node_id=current_app.config["NODE_ID"])
@@ -190,3 +197,66 @@ def _clean_name(filename: str | None) -> str | None:
 def _title(filename: str | None) -> str | None:
     name = _clean_name(filename)
     return Path(name).stem[:255] if name else None
+
+
+def open_session(user: User, file_size, health: dict | None = None) -> dict:
+    """Direct-to-storage upload (SPEC §7): pick the pool, sign a token for its node."""
+    from datetime import UTC, datetime
+
+    from pixelfox.services import tokens
+
+    if not current_app.config.get("UPLOAD_TOKEN_SECRET"):
+        raise UploadRefused(
+            503, "upload_tokens_not_configured", "Direct uploads are not configured on this server."
+        )
+    if not settings.get("image_upload_enabled"):
+        raise UploadRefused(503, "uploads_disabled", "Uploads are switched off at the moment.")
+    try:
+        size = int(file_size)
+    except (TypeError, ValueError):
+        size = 0
+    if size <= 0:
+        raise UploadRefused(400, "bad_file_size", "Send the file's size in bytes as file_size.")
+    if size > max_bytes():
+        raise too_large()
+    try:
+        pool = pools.choose_pool(size, health=health, direct=True)
+    except pools.NoPoolAvailable as exc:
+        raise UploadRefused(exc.status, exc.code, exc.message) from exc
+    token, exp = tokens.issue_upload_token(user.id, pool.id, pool.node_id, size)
+    return {
+        "upload_url": pool.upload_api_url,
+        "token": token,
+        "pool_id": pool.id,
+        "expires_at": datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z"),
+        "max_bytes": size,
+    }
+
+
+def claim_token(token: str | None) -> tuple[User, StoragePool, int]:
+    """Check a direct-upload token on the storage node and use it up (single use)."""
+    from pixelfox.extensions import get_redis
+    from pixelfox.services import tokens
+
+    try:
+        payload = tokens.read_upload_token(token)
+    except tokens.TokenInvalid as exc:
+        raise UploadRefused(exc.status, exc.code, exc.message) from exc
+    node = current_app.config["NODE_ID"]
+    if payload.get("node_id") != node:
+        raise UploadRefused(401, "wrong_node", "This upload token is for another storage node.")
+    pool = db.session.get(StoragePool, payload.get("pool_id"))
+    if pool is None or pool.node_id != node:
+        raise UploadRefused(404, "pool_not_here", "The token's pool does not live on this node.")
+    user = db.session.get(User, payload.get("user_id"))
+    if user is None or not user.is_active:
+        raise UploadRefused(401, "invalid_token", "The upload token is not valid.")
+    if not pool.is_active or not pool.accepts_uploads:
+        raise UploadRefused(503, "pool_unavailable", "This storage pool is not taking uploads.")
+    room = pools.free_bytes(pool)
+    if room is not None and room < int(payload["max_bytes"]):
+        raise UploadRefused(507, "storage_full", "The storage pool is full.")
+    ttl = max(1, int(payload["exp"] - time.time()) + 60)
+    if not get_redis().set(f"pixelfox:upload-token:{payload['nonce']}", 1, nx=True, ex=ttl):
+        raise UploadRefused(409, "token_used", "This upload token was already used.")
+    return user, pool, int(payload["max_bytes"])

@@ -97,7 +97,8 @@ def init_app(app: Flask) -> None:
             resp.headers.setdefault(
                 "Content-Security-Policy",
                 "default-src 'self'; img-src 'self' data: https: http:; style-src 'self'; "
-                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                "script-src 'self'; connect-src 'self' https: http:; frame-ancestors 'none'; "
+                "form-action 'self'",
             )
         return resp
 

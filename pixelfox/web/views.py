@@ -46,6 +46,8 @@ def index():
         uploads_enabled=opts["image_upload_enabled"],
         max_upload_mb=opts["max_upload_mb"],
         max_megapixels=opts["max_image_megapixels"],
+        direct_upload=opts["direct_upload_enabled"]
+        and bool(current_app.config.get("UPLOAD_TOKEN_SECRET")),
     )
 
 
