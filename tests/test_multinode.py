@@ -189,6 +189,19 @@ def test_direct_upload_lands_on_s1_and_s1_processes_and_serves_it(app, cluster):
     assert [p for p in files_under(s1.uploads) if "variants" in p.parts]
     assert not [p for p in files_under(app_node.uploads) if "variants" in p.parts]
 
+    # Private: the app node mints signed URLs that s1 checks; unsigned requests get 404.
+    with app.app_context():
+        from pixelfox.extensions import db
+        from pixelfox.models import Image
+
+        db.session.execute(db.update(Image).values(visibility="private"))
+        db.session.commit()
+    body = browser.get(status_url).json()
+    signed = body["variants"]["thumbnail_small_webp"]
+    assert signed.startswith(f"{s1.url}/uploads/") and "sig=" in signed
+    assert requests.get(signed, timeout=5).status_code == 200
+    assert requests.get(signed.split("?")[0], timeout=5).status_code == 404
+
     # Heartbeats of both nodes reach the admin pages.
     from pixelfox.services import accounts
 
