@@ -283,3 +283,34 @@ def big_jpeg(path: Path, width: int = 4240, height: int = 2832) -> Path:
         img.compression_quality = 90
         img.save(filename=f"jpeg:{path}")
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_login(base: str, username: str):
+    """Register over HTTP like a browser; returns (session, csrf token of the upload page)."""
+    import requests
+
+    s = requests.Session()
+    token = re.search(
+        r'name="csrf_token"[^>]*value="([^"]+)"', s.get(f"{base}/register").text
+    ).group(1)
+    s.post(
+        f"{base}/register",
+        data={
+            "username": username,
+            "email": f"{username}@example.org",
+            "password": "multi node 1",
+            "password_confirm": "multi node 1",
+            "csrf_token": token,
+        },
+    )
+    page = s.get(f"{base}/").text
+    assert f"Log out ({username})" in page
+    return s, re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)

@@ -4,7 +4,6 @@ real processes, driven over HTTP like a person would."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -13,13 +12,7 @@ import time
 
 import requests
 
-from tests.conftest import ROOT, fixture_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import ROOT, browser_login, fixture_path, free_port
 
 
 def clean_env(tmp_path, port: int) -> dict:
@@ -79,23 +72,8 @@ def test_make_run_stack_serves_uploads_end_to_end(tmp_path):
         health = requests.get(f"{base}/api/v1/health", timeout=5).json()
         assert health["status"] == "ok", (tmp_path / "stack.log").read_text()
 
-        browser = requests.Session()
-        token = re.search(
-            r'name="csrf_token"[^>]*value="([^"]+)"', browser.get(f"{base}/register").text
-        ).group(1)
-        browser.post(
-            f"{base}/register",
-            data={
-                "username": "smoke",
-                "email": "smoke@example.org",
-                "password": "smoke test 1",
-                "password_confirm": "smoke test 1",
-                "csrf_token": token,
-            },
-        )
-        page = browser.get(f"{base}/").text
-        assert "Upload images" in page and "Log out (smoke)" in page
-        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        browser, token = browser_login(base, "smoke")
+        assert "Upload images" in browser.get(f"{base}/").text
         with open(fixture_path("photo.jpg"), "rb") as fh:
             resp = browser.post(
                 f"{base}/upload",

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, files_under, fixture_path, node_env
-from tests.test_devstack_smoke import free_port
+from tests.conftest import ROOT, browser_login, files_under, fixture_path, free_port, node_env
 
 
 class Node:
@@ -83,26 +82,6 @@ def prefer_s1(s1: Node):
     pool.priority = 10
     db.session.commit()
     return pool.id
-
-
-def browser_login(base: str, username: str) -> tuple[requests.Session, str]:
-    s = requests.Session()
-    token = re.search(
-        r'name="csrf_token"[^>]*value="([^"]+)"', s.get(f"{base}/register").text
-    ).group(1)
-    s.post(
-        f"{base}/register",
-        data={
-            "username": username,
-            "email": f"{username}@example.org",
-            "password": "multi node 1",
-            "password_confirm": "multi node 1",
-            "csrf_token": token,
-        },
-    )
-    page = s.get(f"{base}/").text
-    assert f"Log out ({username})" in page
-    return s, re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
 
 
 def wait_status(session, url, want, timeout=60):
