@@ -80,6 +80,55 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
     scheduler.run()
 
 
+@click.command("backup")
+@click.option(
+    "--output", required=True, type=click.Path(file_okay=False), help="A new, empty directory."
+)
+@with_appcontext
+def backup_command(output: str) -> None:
+    """Dump the database consistently and list what else to keep per node."""
+    from pathlib import Path
+
+    from pixelfox.services import backup
+
+    try:
+        manifest = backup.backup(Path(output))
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = sum(manifest["tables"].values())
+    click.echo(
+        f"backup written to {output}: {rows} rows in {len(manifest['tables'])} tables, "
+        f"schema {manifest['alembic_revision']}"
+    )
+    click.echo("Also keep (not in the dump):")
+    for node, paths in manifest["also_keep"]["per_node_files"].items():
+        for path in paths:
+            click.echo(f"  node {node}: {path}")
+    for item in manifest["also_keep"]["secrets"] + manifest["also_keep"]["config"]:
+        click.echo(f"  {item}")
+
+
+@click.command("restore")
+@click.option("--input", "source", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--yes", is_flag=True, help="Confirm writing into this database.")
+@with_appcontext
+def restore_command(source: str, yes: bool) -> None:
+    """Restore a backup into an empty, migrated database."""
+    from pathlib import Path
+
+    from pixelfox.services import backup
+
+    if not yes:
+        raise click.ClickException("Pass --yes to restore into this database.")
+    try:
+        restored = backup.restore(Path(source))
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {sum(restored.values())} rows into {len(restored)} tables")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)

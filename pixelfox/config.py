@@ -121,4 +121,7 @@ class Config:
         # Number of reverse proxies in front of the web process (X-Forwarded-For is trusted
         # only that many hops deep); 0 = direct.
         self.PROXY_COUNT = int(_env("PROXY_COUNT", "0"))
+        # Let the reverse proxy stream /uploads/ files from disk after the app's access check.
+        self.ACCEL_REDIRECT_PREFIX = _env("ACCEL_REDIRECT_PREFIX")
+        self.ACCEL_REDIRECT_ROOT = _env("ACCEL_REDIRECT_ROOT")
         self.TESTING = False

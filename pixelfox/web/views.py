@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from pathlib import Path
 
 from flask import (
     Blueprint,
@@ -173,13 +174,32 @@ def serve_file(stored_path: str):
     mime = MIME_BY_EXT.get(ext) or mimetypes.guess_type(target.name)[0]
     if mime is None or not mime.startswith("image/"):
         abort(404)
-    resp = send_file(target, mimetype=mime, conditional=True, etag=True, max_age=0)
+    resp = _accel_redirect(target, mime) or send_file(
+        target, mimetype=mime, conditional=True, etag=True, max_age=0
+    )
     if private:
         resp.headers["Cache-Control"] = "private, max-age=300"
     else:
         resp.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return resp
+
+
+def _accel_redirect(target, mime: str):
+    """Behind nginx/Caddy (ACCEL_REDIRECT_PREFIX + ACCEL_REDIRECT_ROOT set): the app decides
+    who may see a file, the proxy streams it from disk via X-Accel-Redirect."""
+    prefix = current_app.config.get("ACCEL_REDIRECT_PREFIX")
+    root = current_app.config.get("ACCEL_REDIRECT_ROOT")
+    if not prefix or not root:
+        return None
+    try:
+        rel = target.relative_to(Path(root).resolve())
+    except ValueError:
+        return None  # a pool outside the proxy's root: serve it ourselves
+    resp = make_response("")
+    resp.headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{rel.as_posix()}"
+    resp.headers["Content-Type"] = mime
     return resp
 
 
