@@ -112,7 +112,15 @@ def base_config(root: Path, **extra) -> dict:
 def _reset_state():
     from pixelfox.extensions import db
 
-    for table in ("image_variants", "images", "settings", "storage_pools", "users"):
+    for table in (
+        "pool_move_items",
+        "pool_moves",
+        "image_variants",
+        "images",
+        "settings",
+        "storage_pools",
+        "users",
+    ):
         db.session.execute(db.text(f"DELETE FROM {table}"))
     db.session.commit()
     redis = Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)

@@ -172,3 +172,36 @@ def internal_upload():
     )
     resp.status_code = 201
     return _cors(resp)
+
+
+@bp.put("/internal/replicate")
+def replicate():
+    """Receive a copy of one file from another node (pool moves)."""
+    from werkzeug.http import parse_options_header
+
+    from pixelfox.services import replication
+    from pixelfox.web.multipart import MultipartError, MultipartReader
+
+    auth = request.headers.get("Authorization", "")
+    try:
+        replication.check_secret(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
+        if mimetype != "multipart/form-data" or "boundary" not in options:
+            raise replication.ReplicationRefused(400, "bad_request", "Send multipart/form-data.")
+        reader = MultipartReader(request.stream, options["boundary"])
+        try:
+            fields, name, chunks = reader.fields_then_file()
+            if name != "file" or chunks is None:
+                raise replication.ReplicationRefused(
+                    400,
+                    "bad_request",
+                    "Send pool_id, stored_path, size and sha256 before the file part.",
+                )
+            result = replication.receive(fields, chunks)
+        except MultipartError as exc:
+            raise replication.ReplicationRefused(400, "bad_request", str(exc)) from exc
+        finally:
+            reader.drain()
+    except replication.ReplicationRefused as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    return jsonify(result)

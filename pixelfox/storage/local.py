@@ -114,3 +114,39 @@ def disk_usage(path: str) -> tuple[int, int]:
     """(free, total) bytes of the filesystem holding `path`."""
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+class Mismatch(Exception):
+    """The bytes written are not the bytes announced (size or SHA-256); nothing was kept."""
+
+
+def receive_verified(
+    chunks: Iterable[bytes], final: Path, size: int, sha256: str | None
+) -> Written:
+    """Write `chunks` next to `final`, hashing as they pass; keep them only if size (and
+    SHA-256 when given) match, then fsync, rename into place and fsync the directory."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    tmp = Path(name)
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                written += len(chunk)
+                if written > size:
+                    raise Mismatch(f"more than the announced {size} bytes")
+                digest.update(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if written != size:
+            raise Mismatch(f"{written} bytes received, {size} announced")
+        if sha256 and digest.hexdigest() != sha256.lower():
+            raise Mismatch("SHA-256 does not match")
+        commit_temp(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return Written(final, written, digest.hexdigest())

@@ -85,7 +85,7 @@ def init_app(app: Flask) -> None:
 
             per_file = uploads.max_bytes()
             request.max_content_length = per_file * app.config["MAX_FILES_PER_UPLOAD"] + FORM_LIMIT
-        elif request.endpoint != "api.internal_upload":
+        elif request.endpoint not in ("api.internal_upload", "api.replicate"):
             request.max_content_length = FORM_LIMIT
 
     @app.after_request
