@@ -115,6 +115,8 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.WTF_CSRF_TIME_LIMIT = None  # token lives as long as the session
         self.MAX_FILES_PER_UPLOAD = 20
+        # Items of pool moves copying at once on one node, across all its workers.
+        self.MOVE_MAX_CONCURRENT_PER_NODE = int(_env("MOVE_MAX_CONCURRENT_PER_NODE", "2"))
         # Login throttling: attempts per minute (per client IP, per username).
         self.LOGIN_LIMIT_PER_IP = int(_env("LOGIN_LIMIT_PER_IP", "30"))
         self.LOGIN_LIMIT_PER_USERNAME = int(_env("LOGIN_LIMIT_PER_USERNAME", "10"))

@@ -205,3 +205,19 @@ def replicate():
     except replication.ReplicationRefused as exc:
         return error_response(exc.status, exc.code, exc.message)
     return jsonify(result)
+
+
+@bp.get("/internal/replicate")
+def replicate_stat():
+    """Does this node hold a file? (Lets a move tell "already copied" from "lost".)"""
+    from pixelfox.services import replication
+
+    auth = request.headers.get("Authorization", "")
+    try:
+        replication.check_secret(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        found = replication.stat(request.args.get("pool_id"), request.args.get("stored_path"))
+    except replication.ReplicationRefused as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    if found is None:
+        return error_response(404, "not_found", "No such file.")
+    return jsonify(found)

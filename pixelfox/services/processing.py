@@ -79,6 +79,9 @@ def process(image_id: int, force: bool = False) -> str:
     base = Path(pool.base_path).resolve()
     rendered = {v.kind: v for v in result.variants}
     existing = {v.kind: v for v in image.variants}
+    # Variant files may be shared by two kinds (a WebP original's thumbnails): count paths once.
+    old_bytes = sum({v.stored_path: v.size for v in existing.values()}.values())
+    new_bytes = sum({r.dest: r.size for r in rendered.values()}.values())
     for kind, row in list(existing.items()):
         if kind not in rendered:  # turned off since the last run, or AVIF too small now
             _drop_variant(image, row, pool, rendered)
@@ -94,7 +97,7 @@ def process(image_id: int, force: bool = False) -> str:
     # Hash the original every run: a crash after rewriting it must still end with the DB
     # describing the bytes on disk.
     size, digest = local.hash_file(source)
-    delta = size - image.size
+    delta = size - image.size + new_bytes - old_bytes
     image.size, image.sha256 = size, digest
     image.width, image.height = result.width, result.height
     image.status, image.error, image.processed_at = "complete", None, utcnow()

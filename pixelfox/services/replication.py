@@ -83,3 +83,21 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
     except local.Mismatch as exc:
         raise ReplicationRefused(422, "mismatch", f"Rejected: {exc}.") from exc
     return {"status": "ok", "size": written.size, "sha256": written.sha256}
+
+
+def stat(pool_id, rel: str) -> dict | None:
+    """What this node holds at `rel` in a local pool: {size, sha256}, or None."""
+    try:
+        pool = db.session.get(StoragePool, int(pool_id))
+    except (TypeError, ValueError):
+        pool = None
+    if pool is None or pool.node_id != current_app.config["NODE_ID"]:
+        raise ReplicationRefused(404, "pool_not_here", "That pool does not live on this node.")
+    try:
+        final = paths.resolve(pool.base_path, rel or "")
+    except paths.UnsafePath as exc:
+        raise ReplicationRefused(400, "bad_path", "Bad stored_path.") from exc
+    if not final.is_file():
+        return None
+    size, digest = local.hash_file(final)
+    return {"size": size, "sha256": digest}

@@ -124,3 +124,23 @@ def push_file(
             message = resp.text[:200]
         raise PushError(resp.status_code, message)
     return resp.json()
+
+
+def remote_stat(
+    url: str, secret: str, pool_id: int, stored_path: str, timeout: float = 30
+) -> dict | None:
+    """{size, sha256} of a file on another node, None if it has none; PushError otherwise."""
+    try:
+        resp = requests.get(
+            url,
+            params={"pool_id": pool_id, "stored_path": stored_path},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=timeout,
+        )
+    except requests.RequestException as exc:
+        raise PushError(0, f"{type(exc).__name__}: {exc}") from exc
+    if resp.status_code == 404 and resp.json().get("error") == "not_found":
+        return None
+    if resp.status_code != 200:
+        raise PushError(resp.status_code, resp.text[:200])
+    return resp.json()

@@ -1,0 +1,552 @@
+"""Pool moves: empty one pool into another, same node or another node, without losing or
+duplicating a file (issue 4, SPEC §3, §6).
+
+Every item goes pending → copying → verified → switched → source_deleted. The source stays
+readable until every copy is verified; the DB pointers flip in one compare-and-set
+transaction; only then is the source deleted. Each step checks the world before acting, so
+running it again after a crash at any line converges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+
+from pixelfox.extensions import db, get_redis
+from pixelfox.jobs.queues import enqueue_once
+from pixelfox.models import Image, ImageVariant, PoolMove, PoolMoveItem, StoragePool, User
+from pixelfox.models.base import utcnow
+from pixelfox.models.move import ITEM_OPEN
+from pixelfox.services import settings
+from pixelfox.storage import local, paths, push
+
+log = logging.getLogger(__name__)
+PLAN_BATCH = 200
+JOB_BATCH = 50
+MAX_ATTEMPTS = 3
+HEADROOM = 1.10  # free space needed: bytes to move + 10 %
+SLOT_TTL = 15 * 60
+
+
+class MoveError(ValueError):
+    pass
+
+
+class ItemFailed(Exception):
+    """This item cannot be moved; the reason is for people."""
+
+
+class Transient(Exception):
+    """Try this item again (network, target restarting, checksum refused)."""
+
+
+# --- planning and control -------------------------------------------------------------------
+
+
+def image_bytes_query(pool_id: int):
+    """Per image: original size + its distinct variant files in the pool."""
+    variants = (
+        db.select(ImageVariant.image_id, func.sum(ImageVariant.size).label("vbytes"))
+        .where(ImageVariant.storage_pool_id == pool_id)
+        .group_by(ImageVariant.image_id)
+        .subquery()
+    )
+    return (
+        db.select(Image.id, (Image.size + func.coalesce(variants.c.vbytes, 0)).label("bytes"))
+        .outerjoin(variants, variants.c.image_id == Image.id)
+        .where(Image.storage_pool_id == pool_id, Image.deleted_at.is_(None))
+    )
+
+
+def preflight(source: StoragePool, target: StoragePool) -> dict:
+    """Can this move run, and what will it do? (Also the dry-run plan.)"""
+    from pixelfox.services import heartbeat
+
+    rows = db.session.execute(image_bytes_query(source.id).subquery().select()).all()
+    count, total = len(rows), sum(int(r.bytes) for r in rows)
+    problems = []
+    if source.id == target.id:
+        problems.append("Source and target are the same pool.")
+    if not target.is_active:
+        problems.append("The target pool is not active.")
+    _nodes, states = heartbeat.latest()
+    state = states.get(target.id)
+    if state is None:
+        problems.append(f"No recent heartbeat from node {target.node_id}: is its worker running?")
+    elif not state.get("healthy"):
+        problems.append(
+            f"The target pool reports unhealthy (writable={state.get('writable')}, "
+            f"upload API reachable={state.get('upload_api_reachable')})."
+        )
+    room = None
+    if target.max_size:
+        room = target.max_size - (target.used_size or 0)
+    if state is not None:
+        disk = state.get("disk_free")
+        room = disk if room is None else min(room, disk)
+    if room is not None and room < total * HEADROOM:
+        problems.append(
+            f"Not enough room on the target: {total} bytes to move (+10 % headroom), {room} free."
+        )
+    if source.node_id != target.node_id:
+        if not target.upload_api_url:
+            problems.append(
+                "The target pool has no upload_api_url to derive its replicate endpoint from."
+            )
+        if not current_app.config.get("REPLICATION_SECRET"):
+            problems.append("REPLICATION_SECRET is not set: copies between nodes are disabled.")
+    return {
+        "images": count,
+        "bytes": total,
+        "room": room,
+        "problems": problems,
+        "source_node": source.node_id,
+        "target_node": target.node_id,
+        "cross_node": source.node_id != target.node_id,
+        "target_heartbeat": state,
+    }
+
+
+def start(
+    source: StoragePool, target: StoragePool, user: User | None, dry_run: bool, force: bool = False
+) -> PoolMove:
+    if source.id == target.id:
+        raise MoveError("Choose a different target pool.")
+    busy = db.session.execute(
+        db.select(PoolMove.id).where(
+            PoolMove.source_pool_id == source.id,
+            PoolMove.status.in_(("planned", "running", "paused")),
+        )
+    ).first()
+    if busy and not dry_run:
+        raise MoveError(f"Move #{busy[0]} of this pool is not finished yet.")
+    check = preflight(source, target)
+    if check["problems"] and not dry_run and not force:
+        raise MoveError(" ".join(check["problems"]))
+    move = PoolMove(
+        source_pool_id=source.id,
+        target_pool_id=target.id,
+        dry_run=dry_run,
+        created_by=user.id if user else None,
+        total=check["images"],
+        bytes_total=check["bytes"],
+    )
+    if dry_run:
+        move.status, move.planning_done, move.finished_at = "done", True, utcnow()
+        db.session.add(move)
+        db.session.commit()
+        return move
+    move.status, move.started_at = "running", utcnow()
+    db.session.add(move)
+    db.session.commit()
+    queue_planner(move)
+    return move
+
+
+def queue_planner(move: PoolMove) -> None:
+    enqueue_once(
+        current_app.config["NODE_ID"],
+        "pixelfox.jobs.moves.pool_move_enqueue",
+        f"move-{move.id}-plan",
+        move.id,
+    )
+
+
+def plan(move_id: int) -> int:
+    """Create items in batches of 200 by image-id cursor and queue their jobs on the source
+    node. Idempotent: the unique (move, image) key makes a second planner a no-op."""
+    planned = 0
+    while True:
+        move = db.session.get(PoolMove, move_id)
+        db.session.refresh(move)
+        if move is None or move.status != "running" or move.planning_done:
+            return planned
+        rows = db.session.execute(
+            image_bytes_query(move.source_pool_id)
+            .where(Image.id > move.plan_cursor)
+            .order_by(Image.id)
+            .limit(PLAN_BATCH)
+        ).all()
+        if not rows:
+            move.planning_done = True
+            db.session.commit()
+            refresh_counts(move_id)
+            return planned
+        ids = [r.id for r in rows]
+        have = set(
+            db.session.execute(
+                db.select(PoolMoveItem.image_id).where(
+                    PoolMoveItem.move_id == move_id, PoolMoveItem.image_id.in_(ids)
+                )
+            ).scalars()
+        )
+        new = [
+            PoolMoveItem(move_id=move_id, image_id=r.id, bytes=int(r.bytes))
+            for r in rows
+            if r.id not in have
+        ]
+        db.session.add_all(new)
+        db.session.execute(
+            db.update(PoolMove)
+            .where(PoolMove.id == move_id, PoolMove.plan_cursor < ids[-1])
+            .values(plan_cursor=ids[-1])
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:  # another planner took this batch
+            db.session.rollback()
+            continue
+        planned += len(new)
+        queue_items(move, [i.id for i in new])
+
+
+def queue_items(move: PoolMove, item_ids: list[int]) -> None:
+    node = move.source.node_id
+    for start_at in range(0, len(item_ids), JOB_BATCH):
+        chunk = item_ids[start_at : start_at + JOB_BATCH]
+        enqueue_once(
+            node,
+            "pixelfox.jobs.moves.move_image",
+            f"move-{move.id}-{chunk[0]}",
+            move.id,
+            chunk,
+            timeout=3600,
+        )
+
+
+def open_item_ids(move_id: int, statuses=ITEM_OPEN) -> list[int]:
+    return list(
+        db.session.execute(
+            db.select(PoolMoveItem.id)
+            .where(PoolMoveItem.move_id == move_id, PoolMoveItem.status.in_(statuses))
+            .order_by(PoolMoveItem.id)
+        ).scalars()
+    )
+
+
+def set_status(move: PoolMove, action: str) -> PoolMove:
+    """pause | resume | cancel | retry, from the admin page."""
+    if action == "pause" and move.status == "running":
+        move.status = "paused"
+    elif action == "resume" and move.status == "paused":
+        move.status = "running"
+    elif action == "cancel" and move.status in ("planned", "running", "paused"):
+        move.status, move.finished_at = "cancelled", utcnow()
+    elif action == "retry" and move.status in ("failed", "done", "running", "paused"):
+        db.session.execute(
+            db.update(PoolMoveItem)
+            .where(PoolMoveItem.move_id == move.id, PoolMoveItem.status == "failed")
+            .values(status="pending", attempts=0, error=None)
+        )
+        move.status, move.finished_at = "running", None
+    else:
+        raise MoveError(f"Cannot {action} a move that is {move.status}.")
+    db.session.commit()
+    if move.status == "running":
+        if not move.planning_done:
+            queue_planner(move)
+        queue_items(move, open_item_ids(move.id))
+    elif move.status == "cancelled":
+        # Items already copying finish (switch + delete) so no orphan copy stays behind.
+        queue_items(move, open_item_ids(move.id, ("copying", "verified", "switched")))
+    return move
+
+
+def refresh_counts(move_id: int) -> PoolMove:
+    """Counters come from the items, so they always add up; finish the move when no item
+    is open any more."""
+    rows = db.session.execute(
+        db.select(PoolMoveItem.status, func.count(), func.coalesce(func.sum(PoolMoveItem.bytes), 0))
+        .where(PoolMoveItem.move_id == move_id)
+        .group_by(PoolMoveItem.status)
+    ).all()
+    by = {status: (int(n), int(b)) for status, n, b in rows}
+    move = db.session.get(PoolMove, move_id)
+    move.done = by.get("source_deleted", (0, 0))[0]
+    move.failed = by.get("failed", (0, 0))[0]
+    move.skipped = by.get("skipped", (0, 0))[0]
+    move.bytes_moved = by.get("source_deleted", (0, 0))[1]
+    if move.planning_done:
+        move.total = sum(n for n, _ in by.values())
+        move.bytes_total = sum(b for _, b in by.values())
+        still_open = sum(by.get(s, (0, 0))[0] for s in ITEM_OPEN)
+        if move.status == "running" and still_open == 0:
+            move.status = "failed" if move.failed else "done"
+            move.finished_at = utcnow()
+    db.session.commit()
+    return move
+
+
+def progress(move: PoolMove) -> dict:
+    """What the progress bar and the JSON show."""
+    elapsed = None
+    if move.started_at:
+        elapsed = max(1.0, ((move.finished_at or utcnow()) - move.started_at).total_seconds())
+    rate = move.bytes_moved / elapsed if elapsed else 0
+    left = max(0, move.bytes_total - move.bytes_moved)
+    finished = move.done + move.failed + move.skipped
+    return {
+        "id": move.id,
+        "status": move.status,
+        "total": move.total,
+        "done": move.done,
+        "failed": move.failed,
+        "skipped": move.skipped,
+        "bytes_moved": move.bytes_moved,
+        "bytes_total": move.bytes_total,
+        "dry_run": move.dry_run,
+        "percent": round(100 * finished / move.total, 1)
+        if move.total
+        else (100.0 if move.status == "done" else 0.0),
+        "rate_bytes_per_second": round(rate),
+        "eta_seconds": round(left / rate) if rate and move.status == "running" else None,
+        "planning_done": move.planning_done,
+    }
+
+
+# --- moving items (runs on the source node) -------------------------------------------------
+
+
+@dataclass
+class FileRef:
+    rel: str
+    sha256: str
+    size: int
+
+
+def move_items(move_id: int, item_ids: list[int]) -> dict:
+    counts: dict[str, int] = {}
+    for item_id in item_ids:
+        move = db.session.get(PoolMove, move_id)
+        db.session.refresh(move)
+        item = db.session.get(PoolMoveItem, item_id)
+        if move is None or item is None:
+            continue
+        db.session.refresh(item)
+        in_flight = item.status in ("copying", "verified", "switched")
+        if move.status != "running" and not (in_flight and move.status in ("paused", "cancelled")):
+            continue  # paused/cancelled: pending items wait; in-flight ones finish
+        result = move_one(move, item)
+        counts[result] = counts.get(result, 0) + 1
+    refresh_counts(move_id)
+    return counts
+
+
+def move_one(move: PoolMove, item: PoolMoveItem) -> str:
+    if item.status in ("source_deleted", "skipped", "failed"):
+        return item.status
+    source, target = move.source, move.target
+    image = db.session.get(Image, item.image_id)
+    if image is not None:
+        db.session.refresh(image)
+    if image is None or image.deleted_at is not None:
+        return _finish(item, "skipped", "The image was deleted.")
+    if image.storage_pool_id not in (source.id, target.id):
+        return _finish(item, "skipped", "The image is in another pool now.")
+    if image.storage_pool_id == source.id and image.status in ("pending", "processing"):
+        return _finish(item, "failed", "The image is still being processed; retry later.")
+    files = _files(image, source.id if image.storage_pool_id == source.id else target.id)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            if image.storage_pool_id == source.id:
+                if item.status == "pending":
+                    item.status = "copying"
+                item.attempts += 1
+                db.session.commit()
+                with _slot(source.node_id):
+                    for f in files:
+                        _copy(move, source, target, f)
+                item.status = "verified"
+                db.session.commit()
+                if not _switch(image, item, source, target):
+                    return _finish(item, "skipped", "The image changed pool during the move.")
+            _delete_source(source, target, files)
+            return _finish(item, "source_deleted", None)
+        except ItemFailed as exc:
+            db.session.rollback()
+            return _finish(item, "failed", str(exc))
+        except Transient as exc:
+            db.session.rollback()
+            item = db.session.get(PoolMoveItem, item.id)
+            item.error = f"attempt {attempt}: {exc}"
+            db.session.commit()
+            if attempt == MAX_ATTEMPTS:
+                return _finish(item, "failed", f"Gave up after {attempt} attempts: {exc}")
+            time.sleep(min(2**attempt, 8))
+            db.session.refresh(image)
+    return item.status
+
+
+def _finish(item: PoolMoveItem, status: str, error: str | None) -> str:
+    item.status, item.error = status, error
+    db.session.commit()
+    return status
+
+
+def _files(image: Image, pool_id: int) -> list[FileRef]:
+    seen, out = set(), []
+    refs = [FileRef(image.stored_path, image.sha256, image.size)]
+    refs += [
+        FileRef(v.stored_path, v.sha256, v.size)
+        for v in image.variants
+        if v.storage_pool_id == pool_id
+    ]
+    for f in refs:
+        if f.rel not in seen:
+            seen.add(f.rel)
+            out.append(f)
+    return out
+
+
+def _copy(move: PoolMove, source: StoragePool, target: StoragePool, f: FileRef) -> None:
+    """Make a verified copy of one file on the target (idempotent)."""
+    src = paths.resolve(source.base_path, f.rel)
+    throttle = _throttle(move.id)
+    if target.node_id == current_app.config["NODE_ID"]:
+        dst = paths.resolve(target.base_path, f.rel)
+        if dst == src:
+            return  # same file: nothing to copy
+        if dst.exists():
+            if local.hash_file(dst)[1] == f.sha256:
+                return
+            raise ItemFailed(f"A different file is already at the target path {f.rel}.")
+        if not src.exists():
+            raise ItemFailed(f"{f.rel} is missing on the source and has no copy on the target.")
+        with open(src, "rb") as fh:
+            chunks = (throttle(b) or b for b in local.iter_file(fh))
+            try:
+                local.receive_verified(chunks, dst, src.stat().st_size, f.sha256)
+            except local.Mismatch as exc:
+                raise ItemFailed(
+                    f"{f.rel} on the source does not match its recorded SHA-256; it was not copied."
+                ) from exc
+        return
+    secret = current_app.config.get("REPLICATION_SECRET")
+    if not secret:
+        raise ItemFailed("REPLICATION_SECRET is not set.")
+    url = push.replicate_url(target.upload_api_url or "")
+    if not src.exists():
+        try:
+            there = push.remote_stat(url, secret, target.id, f.rel)
+        except push.PushError as exc:
+            raise Transient(f"cannot reach node {target.node_id}: {exc.message}") from exc
+        if there and there["sha256"] == f.sha256:
+            return  # copied before the source went missing
+        raise ItemFailed(f"{f.rel} is missing on the source and has no copy on the target.")
+    try:
+        push.push_file(url, secret, target.id, f.rel, src, f.sha256, on_chunk=lambda n: throttle(n))
+    except push.PushError as exc:
+        if exc.status == 409:
+            raise ItemFailed(f"A different file is already at {f.rel} on the target.") from exc
+        if exc.status in (400, 401, 404, 507):
+            raise ItemFailed(f"Node {target.node_id} refused {f.rel}: {exc.message}") from exc
+        raise Transient(f"node {target.node_id}: {exc.status} {exc.message}") from exc
+
+
+def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: StoragePool) -> bool:
+    """Flip the image and its variants to the target in one transaction (compare-and-set on
+    the source pool); adjust both pools' used_size."""
+    flipped = db.session.execute(
+        db.update(Image)
+        .where(Image.id == image.id, Image.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if flipped != 1:
+        db.session.rollback()
+        db.session.refresh(image)
+        return image.storage_pool_id == target.id
+    db.session.execute(
+        db.update(ImageVariant)
+        .where(ImageVariant.image_id == image.id, ImageVariant.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        db.update(StoragePool)
+        .where(StoragePool.id == source.id)
+        .values(
+            used_size=db.case(
+                (StoragePool.used_size > item.bytes, StoragePool.used_size - item.bytes), else_=0
+            )
+        )
+    )
+    db.session.execute(
+        db.update(StoragePool)
+        .where(StoragePool.id == target.id)
+        .values(used_size=StoragePool.used_size + item.bytes)
+    )
+    item.status = "switched"
+    db.session.commit()
+    db.session.refresh(image)
+    return True
+
+
+def _delete_source(source: StoragePool, target: StoragePool, files: list[FileRef]) -> None:
+    for f in files:
+        src = paths.resolve(source.base_path, f.rel)
+        if target.node_id == current_app.config["NODE_ID"]:
+            if paths.resolve(target.base_path, f.rel) == src:
+                continue  # same file
+        local.remove(src)
+
+
+# --- throttle and per-node concurrency (shared by every worker through Redis) ------------
+
+
+def _throttle(move_id: int):
+    """A callable taking a byte count; sleeps so this move stays under
+    move_max_mb_per_second across all workers."""
+    limit = int(settings.get("move_max_mb_per_second")) * 1024 * 1024
+    redis = get_redis()
+
+    def wait(n):
+        if limit <= 0:
+            return None
+        while True:
+            second = int(time.time())
+            key = f"pixelfox:move-rate:{move_id}:{second}"
+            used = redis.incrby(key, n)
+            redis.expire(key, 5)
+            if used <= limit or used == n:  # a chunk larger than the limit still passes
+                return None
+            redis.decrby(key, n)
+            time.sleep(max(0.01, second + 1 - time.time()))
+
+    return wait
+
+
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+class _slot:
+    """At most MOVE_MAX_CONCURRENT_PER_NODE items copy at once on a node (leases expire)."""
+
+    def __init__(self, node: str):
+        self.key = f"pixelfox:move-slots:{node}"
+        self.token = f"{time.time()}-{id(self)}"
+        self.cap = int(current_app.config.get("MOVE_MAX_CONCURRENT_PER_NODE", 2))
+
+    def __enter__(self):
+        redis = get_redis()
+        while True:
+            now = time.time()
+            if redis.eval(_ACQUIRE, 1, self.key, now, self.cap, now + SLOT_TTL, self.token):
+                return self
+            time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        get_redis().zrem(self.key, self.token)
+        return False
