@@ -248,3 +248,104 @@ def test_pause_resume_cancel_and_retry(app, client, auth, tmp_path):
     with app.app_context(), pytest.raises(moves.MoveError):
         moves.set_status(db.session.get(PoolMove, move_id), "pause")
     assert len(served_digests(client, uuids)) == 3 * 9
+
+
+def test_sweeper_resumes_a_move_after_redis_is_flushed(app, client, auth, tmp_path, redis):
+    from pixelfox.services import maintenance
+
+    uuids = make_images(app, client, auth, tmp_path, 4)
+    source, target = source_pool_id(app), add_pool(app, tmp_path)
+    before = served_digests(client, uuids)
+    move_id = start_move(app, source, target)
+    redis.flushdb()  # planner job gone; the journal in the DB remains
+    assert run_jobs(app) == 0
+    with app.app_context():
+        assert maintenance.sweep()["moves_resumed"] == 1
+        assert maintenance.sweep()["moves_resumed"] == 0  # its jobs are queued now
+    run_jobs(app)
+    assert move_state(app, move_id)["status"] == "done"
+    # Flush again half-way through: plan done, copy jobs lost.
+    target2 = add_pool(app, tmp_path, name="colder")
+    move2 = start_move(app, target, target2)
+    from rq import Queue, SimpleWorker
+
+    with app.app_context():
+        q = Queue("node-local", connection=redis)
+        SimpleWorker([q], connection=redis).work(burst=True, max_jobs=1)  # the planner
+    redis.flushdb()
+    with app.app_context():
+        assert maintenance.sweep()["moves_resumed"] == 1
+    run_jobs(app)
+    state = move_state(app, move2)
+    assert state["status"] == "done" and state["done"] == 4
+    assert served_digests(client, uuids) == before
+
+
+def test_admin_move_flow_preflight_start_progress_controls(app, client, auth, tmp_path):
+    from pixelfox.services import accounts
+    from tests.conftest import Auth, csrf_from
+
+    make_images(app, client, auth, tmp_path, 3)
+    source, target = source_pool_id(app), add_pool(app, tmp_path)
+    auth.logout()
+    with app.app_context():
+        accounts.create_user("boss", "boss@example.org", "admin pass 1", "admin")
+    Auth(client).login("boss", "admin pass 1")
+    page = client.get(f"/admin/storage/move/{source}?target_pool_id={target}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Images to move</th><td>3" in html and "copied on the node" in html
+    assert "Stop uploads to default" in html
+    token = csrf_from(html)
+    # Recommended: stop uploads into the draining pool.
+    client.post(f"/admin/storage/{source}/uploads", data={"csrf_token": token, "back": "move"})
+    assert "Stop uploads to default" not in client.get(
+        f"/admin/storage/move/{source}?target_pool_id={target}"
+    ).get_data(as_text=True)
+    # Without CSRF: refused.
+    assert (
+        client.post(f"/admin/storage/move/{source}", data={"target_pool_id": target}).status_code
+        == 400
+    )
+    resp = client.post(
+        f"/admin/storage/move/{source}", data={"target_pool_id": target, "csrf_token": token}
+    )
+    assert resp.status_code == 302
+    move_url = resp.headers["Location"]
+    detail = client.get(move_url).get_data(as_text=True)
+    assert "<progress" in detail and 'hx-trigger="every 1s"' in detail
+    # HTMX pause with the CSRF header, then resume; JSON for scripts.
+    move_id = int(move_url.rsplit("/", 1)[1])
+    hx = {"HX-Request": "true", "X-CSRFToken": token}
+    assert (
+        client.post(f"/admin/moves/{move_id}/pause", headers={"HX-Request": "true"}).status_code
+        == 400
+    )
+    frag = client.post(f"/admin/moves/{move_id}/pause", headers=hx)
+    assert frag.status_code == 200 and 'data-status="paused"' in frag.get_data(as_text=True)
+    run_jobs(app)
+    body = client.get(move_url, headers={"Accept": "application/json"}).get_json()
+    assert body == {
+        "id": move_id,
+        "status": "paused",
+        "total": 3,
+        "done": 0,
+        "failed": 0,
+        "skipped": 0,
+        "bytes_moved": 0,
+    }
+    client.post(f"/admin/moves/{move_id}/resume", headers=hx)
+    run_jobs(app)
+    body = client.get(move_url, headers={"Accept": "application/json"}).get_json()
+    assert body["status"] == "done" and body["done"] == body["total"] == 3
+    assert body["bytes_moved"] > 0
+    final = client.get(move_url).get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' not in final  # polling stops when the move has ended
+    assert f"#{move_id}" in client.get("/admin/moves").get_data(as_text=True)
+    # Dry run from the form: a plan, nothing copied.
+    resp = client.post(
+        f"/admin/storage/move/{target}",
+        data={"target_pool_id": source, "dry_run": "on", "csrf_token": token},
+    )
+    dry = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Dry run: 3 images" in dry

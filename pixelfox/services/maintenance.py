@@ -41,7 +41,7 @@ def sweep(now=None) -> dict[str, int]:
     """Put stuck work back on its queue. Safe to run on any schedule, any number of times."""
     now = now or utcnow()
     redis = get_redis()
-    counts = {"requeued": 0, "deletes": 0, "abandoned": 0, "temp_removed": 0}
+    counts = {"requeued": 0, "deletes": 0, "abandoned": 0, "temp_removed": 0, "moves_resumed": 0}
     names = [queue_name(n) for n in node_ids()]
 
     # 1. Jobs whose worker died: RQ moves them to failed (retrying if attempts remain).
@@ -87,6 +87,11 @@ def sweep(now=None) -> dict[str, int]:
             forget(job_id)
             image_service.queue_delete(image)
             counts["deletes"] += 1
+
+    # 5. Pool moves whose jobs were lost (Redis flushed, worker killed mid-batch).
+    from pixelfox.services import moves
+
+    counts["moves_resumed"] = moves.recover(now)
 
     counts["temp_removed"] = remove_stale_temp_files()
     # New nodes get their heartbeat without restarting the scheduler.

@@ -550,3 +550,64 @@ class _slot:
     def __exit__(self, *exc):
         get_redis().zrem(self.key, self.token)
         return False
+
+
+# --- recovery (the sweeper, every minute) ---------------------------------------------------
+
+
+def _has_live_jobs(move: PoolMove, now) -> bool:
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+
+    from pixelfox.jobs.queues import is_live, queue_name
+
+    prefix = f"move-{move.id}-"
+    ids = set()
+    for node in {move.source.node_id, current_app.config["NODE_ID"]}:
+        q = Queue(queue_name(node), connection=get_redis())
+        ids.update(q.get_job_ids())
+        ids.update(StartedJobRegistry(queue=q).get_job_ids())
+        ids.update(ScheduledJobRegistry(queue=q).get_job_ids())
+    return any(is_live(j, now) for j in ids if j.startswith(prefix))
+
+
+def recover(now=None) -> int:
+    """Resume moves whose jobs were lost: re-plan unfinished planning, re-queue open items
+    (in-flight ones only for paused/cancelled moves). Returns how many moves were resumed."""
+    from datetime import UTC, datetime
+
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    resumed = 0
+    for move in (
+        db.session.execute(
+            db.select(PoolMove).where(PoolMove.status.in_(("running", "paused", "cancelled")))
+        )
+        .scalars()
+        .all()
+    ):
+        if move.status == "cancelled":
+            statuses = ("copying", "verified", "switched")
+        elif move.status == "paused":
+            statuses = ("copying", "verified", "switched")
+        else:
+            statuses = ITEM_OPEN
+        items = open_item_ids(move.id, statuses)
+        needs_plan = move.status == "running" and not move.planning_done
+        if not items and not needs_plan:
+            if move.status == "running":
+                refresh_counts(move.id)
+            continue
+        if _has_live_jobs(move, now):
+            continue
+        if needs_plan:
+            queue_planner(move)
+        if items:
+            queue_items(move, items)
+        resumed += 1
+        log.info(
+            "move %s resumed: %d open items, planning %s",
+            move.id,
+            len(items),
+            "resumed" if needs_plan else "done",
+        )
+    return resumed
