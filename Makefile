@@ -42,6 +42,7 @@ format: deps
 
 bench: deps
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_moves.py
 
 clean:
 	rm -rf $(VENV) var/tmp .pytest_cache test-output

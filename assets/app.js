@@ -76,3 +76,9 @@ document.addEventListener("submit", (event) => {
     form.requestSubmit();
   }).catch(() => { form.dataset.fallback = "1"; form.requestSubmit(); });
 }, true);
+
+// Stop polling while the tab is hidden: cancel HTMX polling requests until it is visible.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const trigger = event.detail.elt.getAttribute("hx-trigger") || "";
+  if (document.hidden && trigger.includes("every")) event.preventDefault();
+});

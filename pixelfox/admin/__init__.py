@@ -19,4 +19,4 @@ def require_admin():
         abort(403)
 
 
-from pixelfox.admin import moves, nodes, settings, storage  # noqa: E402,F401  (register the views)
+from pixelfox.admin import dashboard, moves, nodes, settings, storage  # noqa: E402,F401  (register the views)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pixelfox.extensions import db, get_redis
 from pixelfox.jobs.queues import enqueue_once
@@ -321,29 +323,56 @@ class FileRef:
 
 def move_items(move_id: int, item_ids: list[int]) -> dict:
     counts: dict[str, int] = {}
-    for item_id in item_ids:
-        move = db.session.get(PoolMove, move_id)
-        db.session.refresh(move)
-        item = db.session.get(PoolMoveItem, item_id)
-        if move is None or item is None:
-            continue
-        db.session.refresh(item)
-        in_flight = item.status in ("copying", "verified", "switched")
-        if move.status != "running" and not (in_flight and move.status in ("paused", "cancelled")):
-            continue  # paused/cancelled: pending items wait; in-flight ones finish
-        result = move_one(move, item)
-        counts[result] = counts.get(result, 0) + 1
+    move = db.session.get(PoolMove, move_id)
+    if move is None:
+        return counts
+    session = db.session()
+    session.expire_on_commit = False  # rows are re-read on purpose below, not after commits
+    try:
+        items = {
+            i.id: i
+            for i in db.session.execute(
+                db.select(PoolMoveItem).where(PoolMoveItem.id.in_(item_ids))
+            ).scalars()
+        }
+        images = {
+            i.id: i
+            for i in db.session.execute(
+                db.select(Image)
+                .options(selectinload(Image.variants))
+                .where(Image.id.in_([i.image_id for i in items.values()]))
+            ).scalars()
+        }
+        checked = time.monotonic()
+        with _slot(move.source.node_id):
+            for item_id in item_ids:
+                if time.monotonic() - checked > 0.5:  # notice pause/cancel within a second
+                    db.session.commit()
+                    db.session.refresh(move)
+                    checked = time.monotonic()
+                item = items.get(item_id)
+                if item is None:
+                    continue
+                in_flight = item.status in ("copying", "verified", "switched")
+                if move.status != "running" and not (
+                    in_flight and move.status in ("paused", "cancelled")
+                ):
+                    continue  # paused/cancelled: pending items wait; in-flight ones finish
+                result = move_one(move, item, images.get(item.image_id))
+                counts[result] = counts.get(result, 0) + 1
+        db.session.commit()
+    finally:
+        session.expire_on_commit = True
     refresh_counts(move_id)
     return counts
 
 
-def move_one(move: PoolMove, item: PoolMoveItem) -> str:
+def move_one(move: PoolMove, item: PoolMoveItem, image: Image | None = None) -> str:
     if item.status in ("source_deleted", "skipped", "failed"):
         return item.status
     source, target = move.source, move.target
-    image = db.session.get(Image, item.image_id)
-    if image is not None:
-        db.session.refresh(image)
+    if image is None:
+        image = db.session.get(Image, item.image_id)
     if image is None or image.deleted_at is not None:
         return _finish(item, "skipped", "The image was deleted.")
     if image.storage_pool_id not in (source.id, target.id):
@@ -354,25 +383,31 @@ def move_one(move: PoolMove, item: PoolMoveItem) -> str:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             if image.storage_pool_id == source.id:
-                if item.status == "pending":
-                    item.status = "copying"
+                # Status and attempts are written with the switch: one commit per image.
+                # A crash before it leaves the item pending, and a re-run copies again
+                # (verified copies already on the target are kept, not rewritten).
+                item.status = "copying"
                 item.attempts += 1
-                db.session.commit()
-                with _slot(source.node_id):
-                    for f in files:
-                        _copy(move, source, target, f)
+                synced = set()
+                for f in files:
+                    _copy(move, source, target, f, synced)
+                for directory in synced:
+                    local.fsync_dir(directory)
                 item.status = "verified"
-                db.session.commit()
                 if not _switch(image, item, source, target):
                     return _finish(item, "skipped", "The image changed pool during the move.")
             _delete_source(source, target, files)
-            return _finish(item, "source_deleted", None)
+            item.status, item.error = "source_deleted", None
+            return "source_deleted"  # committed with the next item's switch, or at batch end
         except ItemFailed as exc:
             db.session.rollback()
+            item = db.session.get(PoolMoveItem, item.id)
+            item.attempts += 1
             return _finish(item, "failed", str(exc))
         except Transient as exc:
-            db.session.rollback()
+            db.session.rollback()  # the attempt count is written here, not lost with it
             item = db.session.get(PoolMoveItem, item.id)
+            item.attempts += 1
             item.error = f"attempt {attempt}: {exc}"
             db.session.commit()
             if attempt == MAX_ATTEMPTS:
@@ -403,8 +438,11 @@ def _files(image: Image, pool_id: int) -> list[FileRef]:
     return out
 
 
-def _copy(move: PoolMove, source: StoragePool, target: StoragePool, f: FileRef) -> None:
-    """Make a verified copy of one file on the target (idempotent)."""
+def _copy(
+    move: PoolMove, source: StoragePool, target: StoragePool, f: FileRef, synced: set | None = None
+) -> None:
+    """Make a verified copy of one file on the target (idempotent). Local copies leave the
+    directory fsync to the caller (`synced` collects directories), once per image."""
     src = paths.resolve(source.base_path, f.rel)
     throttle = _throttle(move.id)
     if target.node_id == current_app.config["NODE_ID"]:
@@ -420,7 +458,11 @@ def _copy(move: PoolMove, source: StoragePool, target: StoragePool, f: FileRef) 
         with open(src, "rb") as fh:
             chunks = (throttle(b) or b for b in local.iter_file(fh))
             try:
-                local.receive_verified(chunks, dst, src.stat().st_size, f.sha256)
+                local.receive_verified(
+                    chunks, dst, src.stat().st_size, f.sha256, sync_dir=synced is None
+                )
+                if synced is not None:
+                    synced.add(dst.parent)
             except local.Mismatch as exc:
                 raise ItemFailed(
                     f"{f.rel} on the source does not match its recorded SHA-256; it was not copied."
@@ -469,21 +511,19 @@ def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: Stora
     )
     db.session.execute(
         db.update(StoragePool)
-        .where(StoragePool.id == source.id)
+        .where(StoragePool.id.in_((source.id, target.id)))
         .values(
             used_size=db.case(
-                (StoragePool.used_size > item.bytes, StoragePool.used_size - item.bytes), else_=0
+                (StoragePool.id == target.id, StoragePool.used_size + item.bytes),
+                (StoragePool.used_size > item.bytes, StoragePool.used_size - item.bytes),
+                else_=0,
             )
         )
-    )
-    db.session.execute(
-        db.update(StoragePool)
-        .where(StoragePool.id == target.id)
-        .values(used_size=StoragePool.used_size + item.bytes)
+        .execution_options(synchronize_session=False)
     )
     item.status = "switched"
     db.session.commit()
-    db.session.refresh(image)
+    set_committed_value(image, "storage_pool_id", target.id)  # matches the row; no reload
     return True
 
 

@@ -121,10 +121,11 @@ class Mismatch(Exception):
 
 
 def receive_verified(
-    chunks: Iterable[bytes], final: Path, size: int, sha256: str | None
+    chunks: Iterable[bytes], final: Path, size: int, sha256: str | None, sync_dir: bool = True
 ) -> Written:
     """Write `chunks` next to `final`, hashing as they pass; keep them only if size (and
-    SHA-256 when given) match, then fsync, rename into place and fsync the directory."""
+    SHA-256 when given) match, then fsync, rename into place and fsync the directory (the
+    caller may fsync directories itself, once for many files, with sync_dir=False)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     tmp = Path(name)
@@ -144,7 +145,10 @@ def receive_verified(
             raise Mismatch(f"{written} bytes received, {size} announced")
         if sha256 and digest.hexdigest() != sha256.lower():
             raise Mismatch("SHA-256 does not match")
-        commit_temp(tmp, final)
+        if sync_dir:
+            commit_temp(tmp, final)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 
 CHUNK = 1024 * 1024
+_session = requests.Session()  # keep-alive across the many small files of a move
 
 
 class PushError(Exception):
