@@ -279,6 +279,7 @@ def start_rq_worker(app, *args: str, log_path: Path | None = None):
         env=node_env(app),
         stdout=out,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # a signal meant for the worker's group never reaches pytest
     )
 
 

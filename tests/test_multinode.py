@@ -42,6 +42,7 @@ class Node:
             env=self.env,
             stdout=open(self.log, "wb"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # signals meant for this process group stay there
         )  # noqa: SIM115
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -61,6 +62,7 @@ class Node:
             env=self.env,
             stdout=open(self.log.with_suffix(".worker.log"), "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # signals meant for this process group stay there
         )
 
     def stop(self):
