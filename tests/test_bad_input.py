@@ -251,3 +251,12 @@ def test_flash_routes_set_a_message_and_go_home(client):
     assert resp.headers["Location"] == "/"
     assert "Disk on fire" in client.get("/").get_data(as_text=True)
     assert client.get("/flash/nope").status_code == 404
+
+
+def test_imagemagick_has_no_process_lifetime_limit():
+    """ImageMagick's "time" resource counts from library start and then exit()s the process:
+    a worker up for longer than it would die on its next job. Per-job limits come from RQ."""
+    from pixelfox.imaging.magick import limits
+
+    assert limits["time"] >= 10**9  # unlimited
+    assert limits["area"] <= 256_000_000 and limits["memory"] <= 1024**3  # the real limits stay
