@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
 from pixelfox.extensions import csrf
@@ -69,13 +69,9 @@ def upload():
     return jsonify(
         image_uuid=image.uuid,
         view_url=images.view_url(image),
-        status_url=status_url(image.uuid),
+        status_url=images.status_url(image),
         duplicate=received.duplicate,
     ), 201
-
-
-def status_url(uuid: str) -> str:
-    return current_app.config["PUBLIC_DOMAIN"] + url_for("api.image_status", uuid=uuid)
 
 
 def _managed_image(uuid: str):
@@ -168,7 +164,7 @@ def internal_upload():
         return _cors(error_response(exc.status, exc.code, exc.message, exc.retry_after))
     image = received.image
     resp = jsonify(
-        image_uuid=image.uuid, view_url=images.view_url(image), status_url=status_url(image.uuid)
+        image_uuid=image.uuid, view_url=images.view_url(image), status_url=images.status_url(image)
     )
     resp.status_code = 201
     return _cors(resp)

@@ -54,13 +54,6 @@ def forget(job_id: str) -> None:
         pass
 
 
-def job_status(job_id: str) -> str | None:
-    try:
-        return Job.fetch(job_id, connection=get_redis()).get_status(refresh=False)
-    except NoSuchJobError:
-        return None
-
-
 def enqueue_once(node_id: str, func: str, job_id: str, *args, timeout: int = 600, **kw) -> Job:
     """Enqueue `func(*args)` under a fixed id unless a live job with that id exists, so
     asking twice never runs the work twice at once."""

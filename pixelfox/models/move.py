@@ -21,6 +21,7 @@ ITEM_STATUSES = (
     "failed",
 )
 ITEM_OPEN = ("pending", "copying", "verified", "switched")
+IN_FLIGHT = ("copying", "verified", "switched")
 
 
 class PoolMove(Timestamps, db.Model):

@@ -70,6 +70,10 @@ def view_url(image: Image) -> str:
     return f"{current_app.config['PUBLIC_DOMAIN']}/image/{image.uuid}"
 
 
+def status_url(image: Image) -> str:
+    return f"{current_app.config['PUBLIC_DOMAIN']}/api/v1/images/{image.uuid}/status"
+
+
 def share_url(image: Image) -> str:
     return f"{current_app.config['PUBLIC_DOMAIN']}/i/{image.share_link}"
 

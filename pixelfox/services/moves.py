@@ -23,7 +23,7 @@ from pixelfox.extensions import db, get_redis
 from pixelfox.jobs.queues import enqueue_once
 from pixelfox.models import Image, ImageVariant, PoolMove, PoolMoveItem, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.models.move import ITEM_OPEN
+from pixelfox.models.move import IN_FLIGHT, ITEM_OPEN
 from pixelfox.services import settings
 from pixelfox.storage import local, paths, push
 
@@ -255,7 +255,7 @@ def set_status(move: PoolMove, action: str) -> PoolMove:
         queue_items(move, open_item_ids(move.id))
     elif move.status == "cancelled":
         # Items already copying finish (switch + delete) so no orphan copy stays behind.
-        queue_items(move, open_item_ids(move.id, ("copying", "verified", "switched")))
+        queue_items(move, open_item_ids(move.id, IN_FLIGHT))
     return move
 
 
@@ -353,7 +353,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
                 item = items.get(item_id)
                 if item is None:
                     continue
-                in_flight = item.status in ("copying", "verified", "switched")
+                in_flight = item.status in IN_FLIGHT
                 if move.status != "running" and not (
                     in_flight and move.status in ("paused", "cancelled")
                 ):
@@ -625,12 +625,8 @@ def recover(now=None) -> int:
         .scalars()
         .all()
     ):
-        if move.status == "cancelled":
-            statuses = ("copying", "verified", "switched")
-        elif move.status == "paused":
-            statuses = ("copying", "verified", "switched")
-        else:
-            statuses = ITEM_OPEN
+        # Paused and cancelled moves only finish images already in flight.
+        statuses = ITEM_OPEN if move.status == "running" else IN_FLIGHT
         items = open_item_ids(move.id, statuses)
         needs_plan = move.status == "running" and not move.planning_done
         if not items and not needs_plan:

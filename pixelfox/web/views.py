@@ -76,11 +76,10 @@ def upload():
         body = {
             "image_uuid": first.uuid,
             "view_url": images.view_url(first),
-            "status_url": url_for("api.image_status", uuid=first.uuid, _external=False),
+            "status_url": images.status_url(first),
             "duplicate": received[0].duplicate,
             "images": [r.image.uuid for r in received],
         }
-        body["status_url"] = current_app.config["PUBLIC_DOMAIN"] + body["status_url"]
         return jsonify(body), 201
     if len(received) > 1:
         flash(f"{len(received)} images uploaded.", "success")
