@@ -492,23 +492,9 @@ def _copy(
 
 def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: StoragePool) -> bool:
     """Flip the image and its variants to the target in one transaction (compare-and-set on
-    the source pool); adjust both pools' used_size."""
-    flipped = db.session.execute(
-        db.update(Image)
-        .where(Image.id == image.id, Image.storage_pool_id == source.id)
-        .values(storage_pool_id=target.id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if flipped != 1:
-        db.session.rollback()
-        db.session.refresh(image)
-        return image.storage_pool_id == target.id
-    db.session.execute(
-        db.update(ImageVariant)
-        .where(ImageVariant.image_id == image.id, ImageVariant.storage_pool_id == source.id)
-        .values(storage_pool_id=target.id)
-        .execution_options(synchronize_session=False)
-    )
+    the source pool); adjust both pools' used_size. The pool rows are locked first: the
+    foreign-key checks of the flips take shared locks that a later pool update would have
+    to upgrade, which deadlocks against concurrent uploads on MySQL/MariaDB."""
     db.session.execute(
         db.update(StoragePool)
         .where(StoragePool.id.in_((source.id, target.id)))
@@ -519,6 +505,22 @@ def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: Stora
                 else_=0,
             )
         )
+        .execution_options(synchronize_session=False)
+    )
+    flipped = db.session.execute(
+        db.update(Image)
+        .where(Image.id == image.id, Image.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if flipped != 1:
+        db.session.rollback()  # undoes the used_size change too
+        db.session.refresh(image)
+        return image.storage_pool_id == target.id
+    db.session.execute(
+        db.update(ImageVariant)
+        .where(ImageVariant.image_id == image.id, ImageVariant.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
         .execution_options(synchronize_session=False)
     )
     item.status = "switched"

@@ -82,6 +82,18 @@ def process(image_id: int, force: bool = False) -> str:
     # Variant files may be shared by two kinds (a WebP original's thumbnails): count paths once.
     old_bytes = sum({v.stored_path: v.size for v in existing.values()}.values())
     new_bytes = sum({r.dest: r.size for r in rendered.values()}.values())
+    # Hash the original every run: a crash after rewriting it must still end with the DB
+    # describing the bytes on disk.
+    size, digest = local.hash_file(source)
+    delta = size - image.size + new_bytes - old_bytes
+    if delta:
+        # Pool row first, variant inserts after: their foreign-key check would otherwise take
+        # a shared lock that this update has to upgrade, and deadlock with an upload.
+        db.session.execute(
+            db.update(StoragePool)
+            .where(StoragePool.id == pool.id)
+            .values(used_size=StoragePool.used_size + delta)
+        )
     for kind, row in list(existing.items()):
         if kind not in rendered:  # turned off since the last run, or AVIF too small now
             _drop_variant(image, row, pool, rendered)
@@ -94,19 +106,9 @@ def process(image_id: int, force: bool = False) -> str:
         if row.id is None:
             db.session.add(row)
 
-    # Hash the original every run: a crash after rewriting it must still end with the DB
-    # describing the bytes on disk.
-    size, digest = local.hash_file(source)
-    delta = size - image.size + new_bytes - old_bytes
     image.size, image.sha256 = size, digest
     image.width, image.height = result.width, result.height
     image.status, image.error, image.processed_at = "complete", None, utcnow()
-    if delta:
-        db.session.execute(
-            db.update(StoragePool)
-            .where(StoragePool.id == pool.id)
-            .values(used_size=StoragePool.used_size + delta)
-        )
     db.session.commit()
     log.info("image %s complete: %d variants", image.uuid, len(rendered))
     return "complete"

@@ -136,14 +136,17 @@ def _place(temp: local.Written, filename: str | None, user: User, pool: StorageP
             storage_pool_id=pool.id,
         )
         local.commit_temp(temp.path, final)
-        db.session.add(image)
         try:
-            db.session.flush()
+            # Lock the pool row before inserting its child row: the insert's foreign-key
+            # check takes a shared lock, and upgrading it later deadlocks with a worker
+            # doing the same (MySQL/MariaDB).
             db.session.execute(
                 db.update(StoragePool)
                 .where(StoragePool.id == pool.id)
                 .values(used_size=StoragePool.used_size + temp.size)
             )
+            db.session.add(image)
+            db.session.flush()
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
