@@ -115,6 +115,7 @@ def _reset_state():
     for table in (
         "pool_move_items",
         "pool_moves",
+        "regen_runs",
         "image_variants",
         "images",
         "settings",
@@ -149,6 +150,13 @@ def app(tmp_path):
 
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """pytest-flask's client, without `with client:`: that keeps the last request's context
+    pushed, and a second client's requests would then share its `g` (and its login)."""
+    return app.test_client()
 
 
 @pytest.fixture

@@ -19,4 +19,13 @@ def require_admin():
         abort(403)
 
 
-from pixelfox.admin import dashboard, moves, nodes, settings, storage  # noqa: E402,F401  (register the views)
+from pixelfox.admin import (  # noqa: E402,F401  (register the views)
+    dashboard,
+    images,
+    moves,
+    nodes,
+    regen,
+    settings,
+    storage,
+    users,
+)

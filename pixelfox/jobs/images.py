@@ -6,15 +6,15 @@ from pixelfox.jobs.context import get_job_logger, with_app_context
 
 
 @with_app_context
-def process_image(image_id: int) -> str:
-    """Make the variants of one image."""
+def process_image(image_id: int, force: bool = False) -> str:
+    """Make the variants of one image (`force`: render again even if complete)."""
     from rq import get_current_job
 
     from pixelfox.services import processing
 
     log = get_job_logger(__name__)
     try:
-        result = processing.process(image_id)
+        result = processing.process(image_id, force=force)
     except Exception as exc:
         job = get_current_job()
         if job is None or not job.retries_left:  # last attempt: say so instead of hanging
@@ -32,4 +32,14 @@ def delete_image(image_id: int) -> str:
 
     result = images.delete_now(image_id)
     get_job_logger(__name__).info("delete_image %s → %s", image_id, result)
+    return result
+
+
+@with_app_context
+def delete_user(user_id: int) -> str:
+    """Delete an account's images through their nodes' delete jobs, then the account."""
+    from pixelfox.services import accounts
+
+    result = accounts.continue_delete(user_id)
+    get_job_logger(__name__).info("delete_user %s → %s", user_id, result)
     return result

@@ -2,8 +2,18 @@
 
 from pixelfox.models.image import Image, ImageVariant
 from pixelfox.models.move import PoolMove, PoolMoveItem
+from pixelfox.models.regen import RegenRun
 from pixelfox.models.setting import Setting
 from pixelfox.models.storage import StoragePool
 from pixelfox.models.user import User
 
-__all__ = ["Image", "ImageVariant", "PoolMove", "PoolMoveItem", "Setting", "StoragePool", "User"]
+__all__ = [
+    "Image",
+    "ImageVariant",
+    "PoolMove",
+    "PoolMoveItem",
+    "RegenRun",
+    "Setting",
+    "StoragePool",
+    "User",
+]

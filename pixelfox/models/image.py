@@ -9,7 +9,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pixelfox.extensions import db
-from pixelfox.models.base import Timestamps
+from pixelfox.models.base import PreciseDateTime, Timestamps
 
 STATUSES = ("pending", "processing", "complete", "failed")
 VISIBILITIES = ("public", "unlisted", "private")
@@ -22,6 +22,9 @@ class Image(Timestamps, db.Model):
         db.UniqueConstraint("user_id", "source_sha256"),
         Index("ix_images_status_updated_at", "status", "updated_at"),
         Index("ix_images_user_id_created_at", "user_id", "created_at"),
+        # /admin/images filters; regenerate runs count progress by processed_at.
+        Index("ix_images_storage_pool_id_status", "storage_pool_id", "status"),
+        Index("ix_images_processed_at", "processed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,7 +50,7 @@ class Image(Timestamps, db.Model):
     visibility: Mapped[str] = mapped_column(String(16), default="unlisted")
     storage_pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
     view_count: Mapped[int] = mapped_column(Integer, default=0)
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     # Set when deletion is requested: hidden everywhere at once; the delete job removes
     # files, then rows.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -28,6 +28,9 @@ class User(UserMixin, db.Model):
     api_key_prefix: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set when an admin deletes the account: it is disabled at once, its images are deleted
+    # by jobs, and the row goes when the last image has gone.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     @property
     def is_active(self) -> bool:  # Flask-Login: inactive/disabled users cannot log in

@@ -133,3 +133,120 @@ def user_for_api_key(key: str | None) -> User | None:
     if user is None or not hmac.compare_digest(user.api_key_hash or "", digest):
         return None
     return user if user.is_active else None
+
+
+# --- Administration (/admin/users) ---------------------------------------------------------
+
+
+def _other_active_admins(user: User) -> int:
+    return db.session.execute(
+        db.select(func.count(User.id)).where(
+            User.role == "admin",
+            User.status == "active",
+            User.deleted_at.is_(None),
+            User.id != user.id,
+        )
+    ).scalar_one()
+
+
+def admin_update(actor: User, user: User, role: str, status: str) -> None:
+    """Change a user's role and status. Admins cannot lock themselves out, and the last
+    active admin stays an active admin."""
+    from pixelfox.models.user import ROLES, STATUSES
+
+    if role not in ROLES:
+        raise AccountError("Role must be user or admin.")
+    if status not in STATUSES:
+        raise AccountError("Status must be active, inactive or disabled.")
+    if user.deleted_at is not None:
+        raise AccountError("This account is being deleted.")
+    losing_admin = user.is_admin and user.is_active and (role != "admin" or status != "active")
+    if losing_admin and user.id == actor.id:
+        raise AccountError("You cannot demote or disable your own account.")
+    if losing_admin and not _other_active_admins(user):
+        raise AccountError("This is the last active admin; promote someone else first.")
+    user.role, user.status = role, status
+    db.session.commit()
+
+
+def request_delete(actor: User, user: User) -> None:
+    """Disable the account at once (sessions and API key stop working), hide its images, and
+    let jobs delete the files; the row goes when its last image has gone."""
+    if user.id == actor.id:
+        raise AccountError("You cannot delete your own account here.")
+    if user.is_admin and user.is_active and not _other_active_admins(user):
+        raise AccountError("This is the last active admin; promote someone else first.")
+    from pixelfox.jobs.queues import enqueue_once
+    from pixelfox.models import Image
+
+    if user.deleted_at is None:
+        user.deleted_at = utcnow()
+    user.status = "disabled"
+    user.api_key_hash = user.api_key_prefix = None
+    db.session.execute(  # hidden everywhere at once; files go with the delete jobs
+        db.update(Image)
+        .where(Image.user_id == user.id, Image.deleted_at.is_(None))
+        .values(deleted_at=user.deleted_at)
+    )
+    db.session.commit()
+    try:
+        enqueue_once(
+            current_app.config["NODE_ID"],
+            "pixelfox.jobs.images.delete_user",
+            f"delete-user-{user.id}",
+            user.id,
+        )
+    except Exception:  # Redis down: the sweeper carries on with users marked deleted
+        current_app.logger.exception("could not queue deletion of user %s", user.id)
+
+
+def continue_delete(user_id: int) -> str:
+    """One idempotent step of deleting a user: mark their images deleted and queue the file
+    deletions; drop the row once no image is left. Run by the job and by the sweeper."""
+    from pixelfox.jobs.queues import delete_job_id, is_live
+    from pixelfox.models import Image
+    from pixelfox.services import images
+
+    user = db.session.get(User, user_id)
+    if user is None:
+        return "gone"
+    if user.deleted_at is None:
+        return "not-requested"
+    now = utcnow()
+    db.session.execute(
+        db.update(Image)
+        .where(Image.user_id == user.id, Image.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
+    db.session.commit()
+    left = db.session.execute(
+        db.select(Image).where(Image.user_id == user.id).order_by(Image.id).limit(5000)
+    ).scalars()
+    waiting = 0
+    for image in left:
+        waiting += 1
+        if not is_live(delete_job_id(image.uuid)):
+            images.queue_delete(image)
+    if waiting:
+        return f"waiting for {waiting} images"
+    return finish_delete(user.id)
+
+
+def finish_delete(user_id: int) -> str:
+    """Drop a deleted user's row if none of their images is left."""
+    from pixelfox.models import Image, PoolMove, RegenRun
+
+    user = db.session.get(User, user_id)
+    if user is None or user.deleted_at is None:
+        return "gone" if user is None else "not-requested"
+    if db.session.execute(db.select(Image.id).where(Image.user_id == user.id).limit(1)).first():
+        return "images left"
+    db.session.execute(
+        db.update(PoolMove).where(PoolMove.created_by == user.id).values(created_by=None)
+    )
+    db.session.execute(
+        db.update(RegenRun).where(RegenRun.created_by == user.id).values(created_by=None)
+    )
+    db.session.delete(user)
+    db.session.commit()
+    return "deleted"

@@ -210,6 +210,7 @@ def delete_now(image_id: int) -> str:
         size = target.stat().st_size if target.exists() else 0
         if local.remove(target):
             freed[pool_id] = freed.get(pool_id, 0) + size
+    user_id = image.user_id
     db.session.delete(image)  # variant rows go with it (ORM cascade)
     for pool_id, size in freed.items():
         db.session.execute(
@@ -222,4 +223,7 @@ def delete_now(image_id: int) -> str:
             )
         )
     db.session.commit()
+    from pixelfox.services import accounts
+
+    accounts.finish_delete(user_id)  # the last image of a deleted account takes the row along
     return "deleted"

@@ -88,7 +88,22 @@ def sweep(now=None) -> dict[str, int]:
             image_service.queue_delete(image)
             counts["deletes"] += 1
 
-    # 5. Pool moves whose jobs were lost (Redis flushed, worker killed mid-batch).
+    # 5. Accounts being deleted: carry on (their images' deletions, then the row).
+    from pixelfox.models import User
+    from pixelfox.services import accounts
+
+    for user_id in db.session.execute(
+        db.select(User.id).where(User.deleted_at < now - PENDING_GRACE).limit(100)
+    ).scalars():
+        accounts.continue_delete(user_id)
+        counts["users"] = counts.get("users", 0) + 1
+
+    # 6. Regenerate runs: finish complete ones, re-plan those whose jobs were lost.
+    from pixelfox.services import regen
+
+    counts["regen_resumed"] = regen.recover()
+
+    # 7. Pool moves whose jobs were lost (Redis flushed, worker killed mid-batch).
     from pixelfox.services import moves
 
     counts["moves_resumed"] = moves.recover(now)

@@ -127,6 +127,16 @@ def start(
     ).first()
     if busy and not dry_run:
         raise MoveError(f"Move #{busy[0]} of this pool is not finished yet.")
+    from pixelfox.models import RegenRun
+
+    regen = db.session.execute(
+        db.select(RegenRun.id).where(
+            RegenRun.status == "running",
+            RegenRun.pool_id.is_(None) | RegenRun.pool_id.in_((source.id, target.id)),
+        )
+    ).first()
+    if regen and not dry_run:
+        raise MoveError(f"Regenerate run #{regen[0]} is rewriting these images; move after it.")
     check = preflight(source, target)
     if check["problems"] and not dry_run and not force:
         raise MoveError(" ".join(check["problems"]))

@@ -146,9 +146,18 @@ def _drop_variant(image: Image, row: ImageVariant, pool: StoragePool, keep: dict
 def _fail(image: Image, message: str) -> str:
     image.status = "failed"
     image.error = message
+    image.processed_at = utcnow()  # when processing last ended, either way
     db.session.commit()
     log.warning("image %s failed: %s", image.uuid, message)
     return "failed"
+
+
+def fail(image_id: int, message: str) -> None:
+    """Record that processing of an image ended in failure (after a rollback)."""
+    db.session.rollback()
+    image = db.session.get(Image, image_id)
+    if image is not None:
+        _fail(image, message)
 
 
 def give_up(image_id: int, exc: Exception) -> None:

@@ -175,15 +175,15 @@ def _existing(user: User, source_sha256: str) -> Image | None:
     ).scalar_one_or_none()
 
 
-def queue_processing(image: Image) -> None:
+def queue_processing(image: Image, force: bool = False) -> None:
     """Queue `process_image` on the node that holds the bytes. If Redis is down the image
-    stays `pending` and the sweeper queues it later."""
+    stays `pending` and the sweeper queues it later. `force` renders a complete image again."""
     try:
         enqueue_once(
             image.pool.node_id,
             "pixelfox.jobs.images.process_image",
             process_job_id(image.uuid),
-            image.id,
+            *((image.id, True) if force else (image.id,)),
         )
     except Exception:  # Redis down: the row is safe, the sweeper re-queues pending images
         log.exception("could not queue processing of %s", image.uuid)
