@@ -100,11 +100,14 @@ def move_state(app, move_id) -> dict:
 def test_move_within_a_node_keeps_every_file_served_and_identical(app, client, auth, tmp_path):
     from pixelfox.extensions import db
     from pixelfox.models import Image, ImageVariant, StoragePool
+    from pixelfox.services import settings
 
     uuids = make_images(app, client, auth, tmp_path, 21)
     source = source_pool_id(app)
     target = add_pool(app, tmp_path)
     before = served_digests(client, uuids)
+    with app.app_context():  # the throttle's code path, at a rate that never waits here
+        settings.update({"move_max_mb_per_second": 1000})
     with app.app_context():
         used_before = db.session.execute(
             db.select(StoragePool.used_size).where(StoragePool.id == source)

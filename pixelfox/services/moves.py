@@ -357,7 +357,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
         with _slot(move.source.node_id):
             for item_id in item_ids:
                 if time.monotonic() - checked > 0.5:  # notice pause/cancel within a second
-                    db.session.commit()
+                    refresh_counts(move.id)  # commits, and keeps the progress bar moving
                     db.session.refresh(move)
                     checked = time.monotonic()
                 item = items.get(item_id)
@@ -466,7 +466,7 @@ def _copy(
         if not src.exists():
             raise ItemFailed(f"{f.rel} is missing on the source and has no copy on the target.")
         with open(src, "rb") as fh:
-            chunks = (throttle(b) or b for b in local.iter_file(fh))
+            chunks = (throttle(len(b)) or b for b in local.iter_file(fh))
             try:
                 local.receive_verified(
                     chunks, dst, src.stat().st_size, f.sha256, sync_dir=synced is None
