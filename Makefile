@@ -44,6 +44,7 @@ format: deps
 bench: deps
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_moves.py
+	$(BIN)/python scripts/bench_admin.py
 
 clean:
 	rm -rf $(VENV) var/tmp .pytest_cache test-output

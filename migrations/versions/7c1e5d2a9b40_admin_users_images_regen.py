@@ -45,8 +45,10 @@ def upgrade():
         batch_op.add_column(sa.Column('deleted_at', sa.DateTime(), nullable=True))
 
     with op.batch_alter_table('images', schema=None) as batch_op:
-        batch_op.create_index('ix_images_storage_pool_id_status', ['storage_pool_id', 'status'], unique=False)
+        batch_op.create_index('ix_images_pool_status_deleted', ['storage_pool_id', 'status', 'deleted_at'], unique=False)
         batch_op.create_index('ix_images_processed_at', ['processed_at'], unique=False)
+        batch_op.create_index('ix_images_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_images_deleted_at', ['deleted_at'], unique=False)
         batch_op.alter_column('processed_at', existing_type=sa.DateTime(), type_=PRECISE,
                               existing_nullable=True)
 
@@ -55,8 +57,10 @@ def downgrade():
     with op.batch_alter_table('images', schema=None) as batch_op:
         batch_op.alter_column('processed_at', existing_type=PRECISE, type_=sa.DateTime(),
                               existing_nullable=True)
+        batch_op.drop_index('ix_images_deleted_at')
+        batch_op.drop_index('ix_images_created_at')
         batch_op.drop_index('ix_images_processed_at')
-        batch_op.drop_index('ix_images_storage_pool_id_status')
+        batch_op.drop_index('ix_images_pool_status_deleted')
 
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('deleted_at')

@@ -23,8 +23,10 @@ class Image(Timestamps, db.Model):
         Index("ix_images_status_updated_at", "status", "updated_at"),
         Index("ix_images_user_id_created_at", "user_id", "created_at"),
         # /admin/images filters; regenerate runs count progress by processed_at.
-        Index("ix_images_storage_pool_id_status", "storage_pool_id", "status"),
+        Index("ix_images_pool_status_deleted", "storage_pool_id", "status", "deleted_at"),
         Index("ix_images_processed_at", "processed_at"),
+        Index("ix_images_created_at", "created_at"),  # uploads per day
+        Index("ix_images_deleted_at", "deleted_at"),  # live counts; the sweeper
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -29,8 +29,12 @@ TEMP_MAX_AGE = 3600
 
 def pool_stats() -> dict[int, int]:
     """Recompute `used_size` of every pool from the rows; nothing else."""
+    from pixelfox.services import dashboard
+
     ids = db.session.execute(db.select(StoragePool.id)).scalars().all()
-    return {pid: pools.recompute_used(pid) for pid in ids}
+    used = {pid: pools.recompute_used(pid) for pid in ids}
+    dashboard.variant_count(refresh=True)
+    return used
 
 
 def node_ids() -> list[str]:

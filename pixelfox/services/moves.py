@@ -65,12 +65,23 @@ def image_bytes_query(pool_id: int):
     )
 
 
+def pool_totals(pool: StoragePool) -> tuple[int, int]:
+    """(images, bytes) a move of this pool would carry. The count is index-only; the bytes
+    are the pool's used_size (originals + variants), which every write keeps current and
+    pool_stats recomputes — summing 40 000 variant rows per pool would take most of a second."""
+    count = db.session.execute(
+        db.select(func.count(Image.id)).where(
+            Image.storage_pool_id == pool.id, Image.deleted_at.is_(None)
+        )
+    ).scalar()
+    return int(count), int(pool.used_size or 0)
+
+
 def preflight(source: StoragePool, target: StoragePool) -> dict:
     """Can this move run, and what will it do? (Also the dry-run plan.)"""
     from pixelfox.services import heartbeat
 
-    rows = db.session.execute(image_bytes_query(source.id).subquery().select()).all()
-    count, total = len(rows), sum(int(r.bytes) for r in rows)
+    count, total = pool_totals(source)
     problems = []
     if source.id == target.id:
         problems.append("Source and target are the same pool.")
