@@ -292,3 +292,43 @@ def test_regenerate_and_moves_do_not_overlap(app, client, auth, tmp_path):
     assert _regen_json(client, run_id)["status"] == "cancelled"
     run_jobs(app)  # the planner sees the cancelled run and queues nothing
     assert _regen_json(client, run_id)["done"] == 0
+
+
+def test_every_admin_form_posts_csrf_and_destructive_ones_ask_first(app, client, auth, tmp_path):
+    """Scan the rendered admin pages: each POST form carries csrf_token, and each form with a
+    danger button (delete, cancel) asks for confirmation."""
+    from rq import Queue
+
+    make_images(app, client, auth, tmp_path, 1)
+    auth.logout()
+    make_admin(app, client)
+    cold = add_pool(app, tmp_path)
+    with app.app_context():
+        Queue("node-local", connection=app.extensions["pixelfox_redis"]).enqueue(
+            "os.path.getsize", "/nonexistent"
+        )
+    run_jobs(app)  # one failed job for the queues page
+    run_id = _start_regen(client, scope="all")
+    pages = [
+        "/admin/",
+        "/admin/storage",
+        f"/admin/storage/move/{_default_pool(app)}?target_pool_id={cold}",
+        "/admin/queues",
+        "/admin/users",
+        "/admin/images",
+        "/admin/regen",
+        f"/admin/regen/{run_id}",
+        "/admin/settings",
+    ]
+    checked = 0
+    for url in pages:
+        html = client.get(url).get_data(as_text=True)
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", html, flags=re.S):
+            head = form[: form.index(">") + 1]
+            if 'method="post"' not in head and "hx-post" not in head:
+                continue
+            checked += 1
+            assert 'name="csrf_token"' in form, (url, head)
+            if 'class="danger"' in form or 'class="link danger"' in form:
+                assert "hx-confirm=" in head or "data-confirm=" in head, (url, head)
+    assert checked >= 10

@@ -37,6 +37,7 @@ def _widgets() -> dict:
             for n, s in ((n, nodes.get(n)) for n in dashboard.node_names())
         ],
         "moves": dashboard.running_moves(),
+        "regens": dashboard.running_regens(),
         "failures": dashboard.recent_failures(),
     }
 

@@ -190,6 +190,19 @@ def running_moves() -> list[dict]:
     return [{"move": m, "p": moves.progress(m)} for m in rows]
 
 
+def running_regens() -> list[dict]:
+    from pixelfox.models import RegenRun
+    from pixelfox.services import regen
+
+    rows = db.session.execute(
+        db.select(RegenRun)
+        .where(RegenRun.status == "running")
+        .order_by(RegenRun.id.desc())
+        .limit(5)
+    ).scalars()
+    return [regen.progress(r) for r in rows]
+
+
 def recent_failures(limit: int = 10) -> list[Image]:
     return (
         db.session.execute(
