@@ -352,3 +352,90 @@ def test_admin_move_flow_preflight_start_progress_controls(app, client, auth, tm
     )
     dry = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert "Dry run: 3 images" in dry
+
+
+def test_same_filesystem_links_and_another_filesystem_copies(app, client, auth, tmp_path):
+    """Pools on one filesystem get a verified hard link (no bytes copied); pools on another
+    filesystem (tmpfs here) get a verified copy. Either way the files serve identically."""
+    import os
+    import shutil
+    import tempfile
+
+    uuids = make_images(app, client, auth, tmp_path, 2)
+    before = served_digests(client, uuids)
+    uploads = Path(app.config["UPLOADS_DIR"])
+    inodes = {p.relative_to(uploads): p.stat().st_ino for p in files_under(uploads)}
+    source = source_pool_id(app)
+    near = add_pool(app, tmp_path, name="near")
+    start_move(app, source, near)
+    run_jobs(app)
+    assert move_state(app, _last_move(app))["status"] == "done"
+    moved = {
+        p.relative_to(tmp_path / "near"): p.stat().st_ino for p in files_under(tmp_path / "near")
+    }
+    assert moved == inodes  # the same inodes: linked, not copied
+    assert served_digests(client, uuids) == before
+
+    shm = Path("/dev/shm")
+    assert shm.is_dir() and os.stat(shm).st_dev != os.stat(tmp_path).st_dev
+    far_dir = Path(tempfile.mkdtemp(prefix="pixelfox-test-", dir=shm))
+    try:
+        far = add_pool(app, tmp_path, name="far", base_path=str(far_dir))
+        start_move(app, near, far)
+        run_jobs(app)
+        assert move_state(app, _last_move(app))["status"] == "done"
+        copied = {p.relative_to(far_dir): p.stat().st_ino for p in files_under(far_dir)}
+        assert set(copied) == set(inodes)
+        assert files_under(tmp_path / "near") == []
+        assert served_digests(client, uuids) == before
+    finally:
+        shutil.rmtree(far_dir, ignore_errors=True)
+
+
+def _last_move(app) -> int:
+    from pixelfox.extensions import db
+    from pixelfox.models import PoolMove
+
+    with app.app_context():
+        return db.session.execute(db.select(db.func.max(PoolMove.id))).scalar()
+
+
+def test_a_group_switch_falls_back_when_one_image_changed_pool(app, client, auth, tmp_path):
+    """Three verified images are switched together; one was moved elsewhere between its copy
+    and the switch: the other two switch, that one is skipped, and nothing points at a file
+    that is not there."""
+    from pixelfox.extensions import db
+    from pixelfox.models import Image, PoolMove, PoolMoveItem, StoragePool
+    from pixelfox.services import moves
+
+    uuids = make_images(app, client, auth, tmp_path, 3)
+    source, target = source_pool_id(app), add_pool(app, tmp_path)
+    other = add_pool(app, tmp_path, name="other")
+    move_id = start_move(app, source, target)
+    with app.app_context():
+        from rq import Queue, SimpleWorker
+
+        redis = app.extensions["pixelfox_redis"]
+        q = Queue("node-local", connection=redis)
+        SimpleWorker([q], connection=redis).work(burst=True, max_jobs=1)  # planner only
+        q.empty()
+        move = db.session.get(PoolMove, move_id)
+        items = db.session.execute(db.select(PoolMoveItem).order_by(PoolMoveItem.id)).scalars()
+        throttle = moves._throttle(move_id)
+        group = [moves._prepare(move, item, None, throttle) for item in items]
+        assert all(isinstance(r, moves.Ready) and r.needs_switch for r in group)
+        # Meanwhile another process moves the second image to a third pool.
+        with db.engine.begin() as conn:
+            conn.execute(
+                db.update(Image).where(Image.id == group[1].image.id).values(storage_pool_id=other)
+            )
+        results = moves._complete(move, group)
+        db.session.commit()
+        assert results == ["source_deleted", "skipped", "source_deleted"]
+        pools = dict(db.session.execute(db.select(Image.uuid, Image.storage_pool_id)).all())
+        assert pools[group[0].image.uuid] == target and pools[group[2].image.uuid] == target
+        assert pools[group[1].image.uuid] == other
+        src = db.session.get(StoragePool, source)
+        # The skipped image's source files were not deleted.
+        assert Path(src.base_path, group[1].image.stored_path).exists()
+    assert sorted(uuids) == sorted(pools)

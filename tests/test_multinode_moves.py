@@ -4,6 +4,7 @@ process, a flushed Redis, a checksum the target refuses. After each: nothing los
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ def nodes(app, tmp_path):
     workers = {}
 
     def worker(node):
-        workers[node.node_id] = node.worker(app)
+        workers[node.node_id] = node.worker(app, "--with-scheduler")  # as ops run it
         return workers[node.node_id]
 
     yield local, s1, worker, workers
@@ -214,7 +215,9 @@ def test_moves_across_nodes_survive_kills_stops_and_flushes(app, nodes, tmp_path
     # 1. local -> s1, SIGKILL the source node's worker in the middle, then restart it.
     move1 = start_move(app, pools["local"], pools["s1"])
     wait_until(lambda: 0 < progress(app, move1)["done"] < IMAGES, 60, 0.05, "move 1 under way")
-    workers["local"].send_signal(signal.SIGKILL)
+    # The whole worker: RQ runs each job in a forked work horse, which a SIGKILL of the
+    # parent alone would leave running.
+    os.killpg(workers["local"].pid, signal.SIGKILL)
     workers["local"].wait(timeout=10)
     stalled = progress(app, move1)
     assert stalled["status"] == "running" and stalled["done"] < IMAGES

@@ -9,9 +9,15 @@ running it again after a crash at any line converges.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
+import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import func
@@ -342,13 +348,40 @@ class FileRef:
     size: int
 
 
+GROUP_MAX = 20  # images switched in one transaction
+# Images pushed to another node at once: the target fsyncs each file before it answers, so a
+# few pushes in flight overlap that wait with the next transfer.
+PUSH_AHEAD = 3
+GROUP_SECONDS = 0.5  # ... or whatever is verified after this long
+
+
+@dataclass
+class Ready:
+    """An item whose files are verified on the target (or already switched)."""
+
+    item: PoolMoveItem
+    image: Image
+    files: list[FileRef]
+    needs_switch: bool
+
+
 def move_items(move_id: int, item_ids: list[int]) -> dict:
+    """Move a batch of items. Copies are made and verified one image at a time; the DB
+    switch is done for a group of up to GROUP_MAX verified images in one transaction (one
+    commit instead of one per image); sources are deleted only after that commit."""
     counts: dict[str, int] = {}
     move = db.session.get(PoolMove, move_id)
     if move is None:
         return counts
     session = db.session()
     session.expire_on_commit = False  # rows are re-read on purpose below, not after commits
+    group: list[Ready] = []
+
+    def flush() -> None:
+        for result in _complete(move, group):
+            counts[result] = counts.get(result, 0) + 1
+        group.clear()
+
     try:
         items = {
             i.id: i
@@ -364,23 +397,74 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
                 .where(Image.id.in_([i.image_id for i in items.values()]))
             ).scalars()
         }
-        checked = time.monotonic()
-        with _slot(move.source.node_id):
-            for item_id in item_ids:
-                if time.monotonic() - checked > 0.5:  # notice pause/cancel within a second
-                    refresh_counts(move.id)  # commits, and keeps the progress bar moving
-                    db.session.refresh(move)
-                    checked = time.monotonic()
-                item = items.get(item_id)
-                if item is None:
+        checked = grouped = time.monotonic()
+        throttle = _throttle(move.id)
+        remote = move.target.node_id != move.source.node_id
+        ahead = PUSH_AHEAD if remote else 0
+        executor = ThreadPoolExecutor(ahead, thread_name_prefix="push") if ahead else None
+        inflight: deque = deque()  # (item, image, files, future), oldest first
+        src_ref, dst_ref = _PoolRef.of(move.source), _PoolRef.of(move.target)
+        app = current_app._get_current_object()
+
+        def take(ready) -> None:
+            nonlocal grouped
+            if isinstance(ready, str):
+                counts[ready] = counts.get(ready, 0) + 1
+                return
+            if not group:
+                grouped = time.monotonic()
+            group.append(ready)
+            if len(group) >= GROUP_MAX or time.monotonic() - grouped > GROUP_SECONDS:
+                flush()
+
+        def drain(keep: int) -> None:
+            """Collect finished pushes in order until at most `keep` are in flight."""
+            while inflight and (len(inflight) > keep or inflight[0][3].done()):
+                item, image, files, future = inflight.popleft()
+                try:
+                    future.result()
+                except (ItemFailed, Transient):
+                    take(_prepare(move, item, image, throttle))  # retries and records it
                     continue
-                in_flight = item.status in IN_FLIGHT
-                if move.status != "running" and not (
-                    in_flight and move.status in ("paused", "cancelled")
-                ):
-                    continue  # paused/cancelled: pending items wait; in-flight ones finish
-                result = move_one(move, item, images.get(item.image_id))
-                counts[result] = counts.get(result, 0) + 1
+                item.status = "verified"
+                take(Ready(item, image, files, needs_switch=True))
+
+        try:
+            with _slot(move.source.node_id):
+                for item_id in item_ids:
+                    if time.monotonic() - checked > 0.5:  # notice pause/cancel within a second
+                        drain(ahead)
+                        flush()
+                        refresh_counts(move.id)  # commits, and keeps the progress bar moving
+                        db.session.refresh(move)
+                        throttle.refresh()
+                        checked = time.monotonic()
+                    item = items.get(item_id)
+                    if item is None:
+                        continue
+                    in_flight = item.status in IN_FLIGHT
+                    if move.status != "running" and not (
+                        in_flight and move.status in ("paused", "cancelled")
+                    ):
+                        continue  # paused/cancelled: pending items wait; in-flight ones finish
+                    if executor is None:
+                        take(_prepare(move, item, images.get(item.image_id), throttle))
+                        continue
+                    pre = _precheck(move, item, images.get(item.image_id))
+                    if isinstance(pre, (str, Ready)):
+                        take(pre)
+                        continue
+                    image, files = pre
+                    item.status = "copying"
+                    item.attempts += 1
+                    future = executor.submit(_push_files, app, src_ref, dst_ref, files, throttle)
+                    inflight.append((item, image, files, future))
+                    drain(ahead - 1)
+                drain(0)
+                flush()
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True)
         db.session.commit()
     finally:
         session.expire_on_commit = True
@@ -388,38 +472,36 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
     return counts
 
 
-def move_one(move: PoolMove, item: PoolMoveItem, image: Image | None = None) -> str:
-    if item.status in ("source_deleted", "skipped", "failed"):
-        return item.status
+def move_one(move: PoolMove, item: PoolMoveItem, image: Image | None = None, throttle=None) -> str:
+    """One image from start to end: copy and verify, switch, delete the source."""
+    ready = _prepare(move, item, image, throttle or _throttle(move.id))
+    if isinstance(ready, str):
+        return ready
+    return _complete(move, [ready])[0]
+
+
+def _prepare(move: PoolMove, item: PoolMoveItem, image: Image | None, throttle) -> Ready | str:
+    """Copy and verify one image's files on the target (retrying transient errors), or say
+    why the item is finished already (skipped, failed, done)."""
+    pre = _precheck(move, item, image)
+    if isinstance(pre, (str, Ready)):
+        return pre
+    image, files = pre
     source, target = move.source, move.target
-    if image is None:
-        image = db.session.get(Image, item.image_id)
-    if image is None or image.deleted_at is not None:
-        return _finish(item, "skipped", "The image was deleted.")
-    if image.storage_pool_id not in (source.id, target.id):
-        return _finish(item, "skipped", "The image is in another pool now.")
-    if image.storage_pool_id == source.id and image.status in ("pending", "processing"):
-        return _finish(item, "failed", "The image is still being processed; retry later.")
-    files = _files(image, source.id if image.storage_pool_id == source.id else target.id)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            if image.storage_pool_id == source.id:
-                # Status and attempts are written with the switch: one commit per image.
-                # A crash before it leaves the item pending, and a re-run copies again
-                # (verified copies already on the target are kept, not rewritten).
-                item.status = "copying"
-                item.attempts += 1
-                synced = set()
-                for f in files:
-                    _copy(move, source, target, f, synced)
-                for directory in synced:
-                    local.fsync_dir(directory)
-                item.status = "verified"
-                if not _switch(image, item, source, target):
-                    return _finish(item, "skipped", "The image changed pool during the move.")
-            _delete_source(source, target, files)
-            item.status, item.error = "source_deleted", None
-            return "source_deleted"  # committed with the next item's switch, or at batch end
+            # Status and attempts are written with the switch: one commit per group.
+            # A crash before it leaves the item pending, and a re-run copies again
+            # (verified copies already on the target are kept, not rewritten).
+            item.status = "copying"
+            item.attempts += 1
+            synced = set()
+            for f in files:
+                _copy(move, source, target, f, synced, throttle)
+            for directory in synced:
+                local.fsync_dir(directory)
+            item.status = "verified"
+            return Ready(item, image, files, needs_switch=True)
         except ItemFailed as exc:
             db.session.rollback()
             item = db.session.get(PoolMoveItem, item.id)
@@ -435,7 +517,123 @@ def move_one(move: PoolMove, item: PoolMoveItem, image: Image | None = None) -> 
                 return _finish(item, "failed", f"Gave up after {attempt} attempts: {exc}")
             time.sleep(min(2**attempt, 8))
             db.session.refresh(image)
+            if image.storage_pool_id == target.id:  # another run switched it meanwhile
+                return Ready(item, image, files, needs_switch=False)
+            if image.storage_pool_id != source.id:
+                return _finish(item, "skipped", "The image changed pool during the move.")
     return item.status
+
+
+def _precheck(
+    move: PoolMove, item: PoolMoveItem, image: Image | None
+) -> Ready | str | tuple[Image, list[FileRef]]:
+    """A final status, a Ready (already switched before a crash), or (image, files) to copy."""
+    if item.status in ("source_deleted", "skipped", "failed"):
+        return item.status
+    source, target = move.source, move.target
+    if image is None:
+        image = db.session.get(Image, item.image_id)
+    if image is None or image.deleted_at is not None:
+        return _finish(item, "skipped", "The image was deleted.")
+    if image.storage_pool_id not in (source.id, target.id):
+        return _finish(item, "skipped", "The image is in another pool now.")
+    if image.storage_pool_id == source.id and image.status in ("pending", "processing"):
+        return _finish(item, "failed", "The image is still being processed; retry later.")
+    files = _files(image, source.id if image.storage_pool_id == source.id else target.id)
+    if image.storage_pool_id == target.id:
+        return Ready(item, image, files, needs_switch=False)  # switched before a crash
+    return image, files
+
+
+@dataclass(frozen=True)
+class _PoolRef:
+    """The pool fields a push needs, as plain values (safe to read in a push thread)."""
+
+    id: int
+    node_id: str
+    base_path: str
+    upload_api_url: str | None
+
+    @classmethod
+    def of(cls, pool: StoragePool) -> _PoolRef:
+        return cls(pool.id, pool.node_id, pool.base_path, pool.upload_api_url)
+
+
+def _push_files(app, source: _PoolRef, target: _PoolRef, files: list[FileRef], throttle) -> None:
+    """Push one image's files to another node (in a push thread: HTTP and disk reads only,
+    no database). Raises ItemFailed or Transient like _copy."""
+    with app.app_context():
+        for f in files:
+            _copy(None, source, target, f, None, throttle)
+
+
+def _complete(move: PoolMove, group: list[Ready]) -> list[str]:
+    """Switch the verified images of a group in one transaction, then delete their sources.
+    The deletions are recorded with the next commit; a crash before it re-runs them
+    (deleting a missing source is a no-op)."""
+    if not group:
+        return []
+    source, target = move.source, move.target
+    switched = _switch_group([r for r in group if r.needs_switch], source, target)
+    results = []
+    for r in group:
+        if r.needs_switch and r.item.id not in switched:
+            if r.item.status in ("source_deleted", "skipped", "failed"):
+                results.append(r.item.status)  # another run of this batch finished it
+            else:
+                results.append(
+                    _finish(r.item, "skipped", "The image changed pool during the move.")
+                )
+            continue
+        _delete_source(source, target, r.files)
+        r.item.status, r.item.error = "source_deleted", None
+        results.append("source_deleted")
+    return results
+
+
+def _switch_group(group: list[Ready], source: StoragePool, target: StoragePool) -> set[int]:
+    """Flip every image of the group and its variants to the target in one transaction
+    (compare-and-set on the source pool); returns the ids of the items switched. If any image
+    changed pool meanwhile, fall back to one transaction per image."""
+    if not group:
+        return set()
+    ids = [r.image.id for r in group]
+    _shift_used(source, target, sum(r.item.bytes for r in group))
+    flipped = db.session.execute(
+        db.update(Image)
+        .where(Image.id.in_(ids), Image.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if flipped != len(ids):
+        # Some image changed pool meanwhile (moved elsewhere, or switched by a second run of
+        # this batch, e.g. the job of a worker killed while its work horse lived on).
+        db.session.rollback()  # expires everything: statuses below are read fresh
+        done = set()
+        for r in group:
+            item = db.session.get(PoolMoveItem, r.item.id)
+            db.session.refresh(r.image)
+            if item.status in ("source_deleted", "skipped", "failed"):
+                continue  # finished by the other run; never move a status backwards
+            if r.image.storage_pool_id == target.id:  # switched by the other run
+                done.add(item.id)
+            elif r.image.storage_pool_id == source.id:
+                item.status = "verified"
+                if _switch(r.image, item, source, target):
+                    done.add(item.id)
+        return done
+    db.session.execute(
+        db.update(ImageVariant)
+        .where(ImageVariant.image_id.in_(ids), ImageVariant.storage_pool_id == source.id)
+        .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    )
+    for r in group:
+        r.item.status = "switched"
+    db.session.commit()
+    for r in group:
+        set_committed_value(r.image, "storage_pool_id", target.id)  # matches the row
+    return {r.item.id for r in group}
 
 
 def _finish(item: PoolMoveItem, status: str, error: str | None) -> str:
@@ -460,12 +658,17 @@ def _files(image: Image, pool_id: int) -> list[FileRef]:
 
 
 def _copy(
-    move: PoolMove, source: StoragePool, target: StoragePool, f: FileRef, synced: set | None = None
+    move: PoolMove | None,
+    source: StoragePool | _PoolRef,
+    target: StoragePool | _PoolRef,
+    f: FileRef,
+    synced: set | None = None,
+    throttle=None,
 ) -> None:
     """Make a verified copy of one file on the target (idempotent). Local copies leave the
     directory fsync to the caller (`synced` collects directories), once per image."""
     src = paths.resolve(source.base_path, f.rel)
-    throttle = _throttle(move.id)
+    throttle = throttle or _throttle(move.id)
     if target.node_id == current_app.config["NODE_ID"]:
         dst = paths.resolve(target.base_path, f.rel)
         if dst == src:
@@ -476,6 +679,12 @@ def _copy(
             raise ItemFailed(f"A different file is already at the target path {f.rel}.")
         if not src.exists():
             raise ItemFailed(f"{f.rel} is missing on the source and has no copy on the target.")
+        if _link(src, dst, f, throttle):
+            if synced is not None:
+                synced.add(dst.parent)
+            else:
+                local.fsync_dir(dst.parent)
+            return
         with open(src, "rb") as fh:
             chunks = (throttle(len(b)) or b for b in local.iter_file(fh))
             try:
@@ -511,23 +720,55 @@ def _copy(
         raise Transient(f"node {target.node_id}: {exc.status} {exc.message}") from exc
 
 
-def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: StoragePool) -> bool:
-    """Flip the image and its variants to the target in one transaction (compare-and-set on
-    the source pool); adjust both pools' used_size. The pool rows are locked first: the
-    foreign-key checks of the flips take shared locks that a later pool update would have
-    to upgrade, which deadlocks against concurrent uploads on MySQL/MariaDB."""
+def _link(src: Path, dst: Path, f: FileRef, throttle) -> bool:
+    """Pools on one filesystem: verify the source against its recorded SHA-256 (one read),
+    then give it a second name on the target (a hard link: atomic, no bytes copied, and the
+    data is already durable). False when the filesystems differ: copy instead."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fh:
+        for block in local.iter_file(fh):
+            throttle(len(block))
+            digest.update(block)
+    if digest.hexdigest() != f.sha256:
+        raise ItemFailed(
+            f"{f.rel} on the source does not match its recorded SHA-256; it was not copied."
+        )
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        if local.hash_file(dst)[1] == f.sha256:
+            return True
+        raise ItemFailed(f"A different file is already at the target path {f.rel}.") from None
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def _shift_used(source: StoragePool, target: StoragePool, nbytes: int) -> None:
+    """Move `nbytes` of used_size from source to target. The pool rows are locked first: the
+    foreign-key checks of the flips take shared locks that a later pool update would have to
+    upgrade, which deadlocks against concurrent uploads on MySQL/MariaDB."""
     db.session.execute(
         db.update(StoragePool)
         .where(StoragePool.id.in_((source.id, target.id)))
         .values(
             used_size=db.case(
-                (StoragePool.id == target.id, StoragePool.used_size + item.bytes),
-                (StoragePool.used_size > item.bytes, StoragePool.used_size - item.bytes),
+                (StoragePool.id == target.id, StoragePool.used_size + nbytes),
+                (StoragePool.used_size > nbytes, StoragePool.used_size - nbytes),
                 else_=0,
             )
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def _switch(image: Image, item: PoolMoveItem, source: StoragePool, target: StoragePool) -> bool:
+    """Flip one image and its variants to the target in one transaction (compare-and-set on
+    the source pool) and adjust both pools' used_size."""
+    _shift_used(source, target, item.bytes)
     flipped = db.session.execute(
         db.update(Image)
         .where(Image.id == image.id, Image.storage_pool_id == source.id)
@@ -562,26 +803,31 @@ def _delete_source(source: StoragePool, target: StoragePool, files: list[FileRef
 # --- throttle and per-node concurrency (shared by every worker through Redis) ------------
 
 
-def _throttle(move_id: int):
-    """A callable taking a byte count; sleeps so this move stays under
-    move_max_mb_per_second across all workers."""
-    limit = int(settings.get("move_max_mb_per_second")) * 1024 * 1024
-    redis = get_redis()
+class _throttle:
+    """Called with a byte count; sleeps so this move stays under move_max_mb_per_second
+    across all workers. One per batch; `refresh()` re-reads the setting (every half second
+    with the pause check), so a change applies at once without a settings query per file."""
 
-    def wait(n):
-        if limit <= 0:
+    def __init__(self, move_id: int):
+        self.move_id = move_id
+        self.redis = get_redis()
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.limit = int(settings.get("move_max_mb_per_second")) * 1024 * 1024
+
+    def __call__(self, n: int) -> None:
+        if self.limit <= 0:
             return None
         while True:
             second = int(time.time())
-            key = f"pixelfox:move-rate:{move_id}:{second}"
-            used = redis.incrby(key, n)
-            redis.expire(key, 5)
-            if used <= limit or used == n:  # a chunk larger than the limit still passes
+            key = f"pixelfox:move-rate:{self.move_id}:{second}"
+            used = self.redis.incrby(key, n)
+            self.redis.expire(key, 5)
+            if used <= self.limit or used == n:  # a chunk larger than the limit still passes
                 return None
-            redis.decrby(key, n)
+            self.redis.decrby(key, n)
             time.sleep(max(0.01, second + 1 - time.time()))
-
-    return wait
 
 
 _ACQUIRE = """

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
 CHUNK = 1024 * 1024
-_session = requests.Session()  # keep-alive across the many small files of a move
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread (moves push from a few threads at once)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
 
 
 class PushError(Exception):
@@ -103,7 +112,7 @@ def push_file(
         on_chunk,
     )
     try:
-        resp = requests.put(
+        resp = _session().put(
             url,
             data=body,
             timeout=timeout,
@@ -132,7 +141,7 @@ def remote_stat(
 ) -> dict | None:
     """{size, sha256} of a file on another node, None if it has none; PushError otherwise."""
     try:
-        resp = requests.get(
+        resp = _session().get(
             url,
             params={"pool_id": pool_id, "stored_path": stored_path},
             headers={"Authorization": f"Bearer {secret}"},
