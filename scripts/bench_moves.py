@@ -259,6 +259,23 @@ def main() -> int:
         f"   ours {ours:.2f} s ({size_mb / ours:.0f} MiB/s) vs cp -r + openssl dgst -sha256 "
         f"{base:.2f} s — ratio {ours / base:.2f} (goal <= 1.5)"
     )
+    # 1b. Within one node, onto another filesystem (tmpfs): a real copy, not a link.
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.stat(shm).st_dev != os.stat(WORK).st_dev:
+        far = Path(tempfile.mkdtemp(prefix="pixelfox-bench-", dir=shm))
+        try:
+            base_far = baseline_copy(WORK / "b", far / "cp-target")
+            shutil.rmtree(far / "cp-target")
+            far_id = add_pool(app, "far", "local", far / "pool")
+            ours_far = run_move(app, b_id, far_id)
+            back = run_move(app, far_id, b_id)  # back home for the next benchmark
+        finally:
+            shutil.rmtree(far, ignore_errors=True)
+        print("\n1b. the same images onto another filesystem of the node (tmpfs): a copy")
+        print(
+            f"   ours {ours_far:.2f} s vs cp -r + openssl dgst -sha256 {base_far:.2f} s — "
+            f"ratio {ours_far / base_far:.2f}   (and back to disk: {back:.2f} s)"
+        )
     # 2. To another node over loopback.
     s1_dir = WORK / "s1"
     proc, url = start_node(app, "s1", s1_dir)

@@ -349,8 +349,9 @@ class FileRef:
 
 
 GROUP_MAX = 20  # images switched in one transaction
-# Images pushed to another node at once: the target fsyncs each file before it answers, so a
-# few pushes in flight overlap that wait with the next transfer.
+# Images copied at once (threads doing file and HTTP I/O only, no database): each copy waits
+# for its fsync (here, or on the target node before it answers), so a few in flight overlap
+# those waits with the next transfer, and hashing runs on every core.
 PUSH_AHEAD = 3
 GROUP_SECONDS = 0.5  # ... or whatever is verified after this long
 
@@ -399,8 +400,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
         }
         checked = grouped = time.monotonic()
         throttle = _throttle(move.id)
-        remote = move.target.node_id != move.source.node_id
-        ahead = PUSH_AHEAD if remote else 0
+        ahead = PUSH_AHEAD
         executor = ThreadPoolExecutor(ahead, thread_name_prefix="push") if ahead else None
         inflight: deque = deque()  # (item, image, files, future), oldest first
         src_ref, dst_ref = _PoolRef.of(move.source), _PoolRef.of(move.target)
@@ -560,8 +560,8 @@ class _PoolRef:
 
 
 def _push_files(app, source: _PoolRef, target: _PoolRef, files: list[FileRef], throttle) -> None:
-    """Push one image's files to another node (in a push thread: HTTP and disk reads only,
-    no database). Raises ItemFailed or Transient like _copy."""
+    """Copy (same node) or push (another node) one image's files, in a copy thread: file and
+    HTTP I/O only, no database. Raises ItemFailed or Transient like _copy."""
     with app.app_context():
         for f in files:
             _copy(None, source, target, f, None, throttle)
