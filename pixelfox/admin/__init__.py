@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -17,6 +17,20 @@ def require_admin():
         return login_manager.unauthorized()
     if not current_user.is_admin:
         abort(403)
+
+
+def like_pattern(term: str) -> str:
+    """A LIKE pattern matching `term` anywhere, with its own % and _ taken literally."""
+    return "%" + term.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+
+
+def back_to(prefix: str, endpoint: str):
+    """303 to the list page the form came from (its `next` field, only if it is that page
+    of ours: never a URL from elsewhere), else to `endpoint`."""
+    target = request.form.get("next") or ""
+    if target.startswith(prefix) and "//" not in target and "\\" not in target:
+        return redirect(target, 303)
+    return redirect(url_for(endpoint), 303)
 
 
 from pixelfox.admin import (  # noqa: E402,F401  (register the views)

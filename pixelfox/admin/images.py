@@ -8,8 +8,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_
 
-from pixelfox.admin import bp
-from pixelfox.admin.users import _like
+from pixelfox.admin import back_to, bp, like_pattern
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
@@ -43,8 +42,8 @@ def images_index():
     elif q:
         query = query.where(
             or_(
-                Image.title.like(_like(q), escape="\\"),
-                Image.original_filename.like(_like(q), escape="\\"),
+                Image.title.like(like_pattern(q), escape="\\"),
+                Image.original_filename.like(like_pattern(q), escape="\\"),
                 Image.share_link == q,
             )
         )
@@ -106,10 +105,7 @@ def _image(uuid: str) -> Image:
 
 
 def _back():
-    target = request.form.get("next") or ""
-    if target.startswith("/admin/images") and "//" not in target and "\\" not in target:
-        return redirect(target, 303)
-    return redirect(url_for("admin.images_index"), 303)
+    return back_to("/admin/images", "admin.images_index")
 
 
 @bp.post("/images/<uuid>/visibility")

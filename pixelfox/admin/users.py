@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, render_template, request
 from flask_login import current_user
 from sqlalchemy import func, or_
 
-from pixelfox.admin import bp
+from pixelfox.admin import back_to, bp, like_pattern
 from pixelfox.extensions import db
 from pixelfox.models import Image, User
 from pixelfox.models.user import ROLES, STATUSES
 from pixelfox.services import accounts
 
 PER_PAGE = 50
-
-
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
 
 
 @bp.get("/users")
@@ -28,7 +24,10 @@ def users_index():
     query = db.select(User)
     if q:
         query = query.where(
-            or_(User.username.like(_like(q), escape="\\"), User.email.like(_like(q), escape="\\"))
+            or_(
+                User.username.like(like_pattern(q), escape="\\"),
+                User.email.like(like_pattern(q), escape="\\"),
+            )
         )
     if role:
         query = query.where(User.role == role)
@@ -73,11 +72,7 @@ def users_index():
 
 
 def _back():
-    target = request.form.get("next") or ""
-    # Only our own list page, never a URL from the request.
-    if target.startswith("/admin/users") and "//" not in target and "\\" not in target:
-        return redirect(target)
-    return redirect(url_for("admin.users_index"))
+    return back_to("/admin/users", "admin.users_index")
 
 
 @bp.post("/users/<int:user_id>")
@@ -89,9 +84,9 @@ def user_update(user_id: int):
         )
     except accounts.AccountError as exc:
         flash(f"{user.username}: {exc}", "error")
-        return _back(), 303
+        return _back()
     flash(f"{user.username} is now {user.role}, {user.status}.", "success")
-    return _back(), 303
+    return _back()
 
 
 @bp.post("/users/<int:user_id>/delete")
@@ -101,9 +96,9 @@ def user_delete(user_id: int):
         accounts.request_delete(current_user, user)
     except accounts.AccountError as exc:
         flash(f"{user.username}: {exc}", "error")
-        return _back(), 303
+        return _back()
     flash(
         f"{user.username} is disabled; their images are being deleted, then the account.",
         "success",
     )
-    return _back(), 303
+    return _back()
