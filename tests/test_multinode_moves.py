@@ -229,12 +229,17 @@ def test_moves_across_nodes_survive_kills_stops_and_flushes(app, nodes, tmp_path
     assert p1["done"] + p1["failed"] + p1["skipped"] == p1["total"] == IMAGES
     assert_nothing_lost(app, uuids, before, s1, local, pools["s1"])
 
-    # 2. s1 -> local: stop the target web process mid-move and start it again; flush Redis.
+    # 2. s1 -> local: SIGKILL the source (s1) worker and stop the target web process
+    # mid-move, start both again, and flush Redis.
     move2 = start_move(app, pools["s1"], pools["local"])
     wait_until(lambda: progress(app, move2)["done"] > 0, 60, 0.05, "move 2 under way")
+    os.killpg(workers["s1"].pid, signal.SIGKILL)
+    workers["s1"].wait(timeout=10)
     local.stop()
+    assert progress(app, move2)["done"] < IMAGES
     time.sleep(1.5)
     local.start()
+    worker(s1)
     redis.flushdb()
     assert sweep_later(app)["moves_resumed"] == 1
     wait_until(lambda: progress(app, move2)["status"] != "running", 240, what="move 2 to end")
