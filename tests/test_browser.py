@@ -226,6 +226,27 @@ def test_admin_creates_a_pool_moves_into_it_pauses_and_resumes(app, stack, brows
     for name in ("admin", "admin/nodes", "admin/queues", "admin/images", "admin/users"):
         page.goto(f"{stack.url}/{name}")
         shot(page, name.replace("/", "-"))
+
+    # A destructive action asks first (hx-confirm); dismissing keeps the image, accepting
+    # deletes it and says so in a toast, without leaving the list.
+    page.goto(f"{stack.url}/admin/images")
+    row = page.locator(f"#image-{uuids[0]}")
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    row.locator("button:has-text('Delete')").click()
+    page.wait_for_timeout(500)
+    assert questions == ["Delete this image and all its files?"]
+    assert page.locator(f"#image-{uuids[0]}").count() == 1
+    page.once("dialog", lambda d: answer(d, True))
+    row.locator("button:has-text('Delete')").click()
+    page.locator(".flashes", has_text="deleted").wait_for()
+    assert page.locator(f"#image-{uuids[0]}").count() == 0
+    assert "/admin/images" in page.url
     assert page.js_errors == []
 
 
