@@ -288,6 +288,8 @@ def test_regenerate_and_moves_do_not_overlap(app, client, auth, tmp_path):
     assert f"Regenerate run #{run_id}" in resp.get_data(as_text=True)
     resp = client.post("/admin/regen", data={"scope": "all", "csrf_token": token})
     assert resp.status_code == 409 and "still running" in resp.get_data(as_text=True)
+    resp = client.post("/admin/regen", data={"scope": "everything", "csrf_token": token})
+    assert resp.status_code == 400 and "Choose what to regenerate" in resp.get_data(as_text=True)
     client.post(f"/admin/regen/{run_id}/cancel", data={"csrf_token": token})
     assert _regen_json(client, run_id)["status"] == "cancelled"
     run_jobs(app)  # the planner sees the cancelled run and queues nothing

@@ -19,11 +19,6 @@ def require_admin():
         abort(403)
 
 
-def like_pattern(term: str) -> str:
-    """A LIKE pattern matching `term` anywhere, with its own % and _ taken literally."""
-    return "%" + term.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
-
-
 def back_to(prefix: str, endpoint: str):
     """303 to the list page the form came from (its `next` field, only if it is that page
     of ours: never a URL from elsewhere), else to `endpoint`."""

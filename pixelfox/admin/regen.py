@@ -28,7 +28,7 @@ def regen_index():
             run = regen.start(pool, request.form.get("scope", ""), current_user)
         except regen.RegenError as exc:
             flash(str(exc), "error")
-            status = 409
+            status = exc.status
         else:
             if run.status == "done":
                 flash("Nothing to do: no image in that scope.", "success")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import abort, flash, render_template, request
 from flask_login import current_user
-from sqlalchemy import func, or_
 
-from pixelfox.admin import back_to, bp, like_pattern
+from pixelfox.admin import back_to, bp
 from pixelfox.extensions import db
-from pixelfox.models import Image, User
+from pixelfox.models import User
 from pixelfox.models.user import ROLES, STATUSES
 from pixelfox.services import accounts
 
@@ -20,47 +19,14 @@ def users_index():
     q = (request.args.get("q") or "").strip()[:100]
     role = request.args.get("role") if request.args.get("role") in ROLES else ""
     status = request.args.get("status") or ""
-    page = max(request.args.get("page", 1, type=int), 1)
-    query = db.select(User)
-    if q:
-        query = query.where(
-            or_(
-                User.username.like(like_pattern(q), escape="\\"),
-                User.email.like(like_pattern(q), escape="\\"),
-            )
-        )
-    if role:
-        query = query.where(User.role == role)
-    if status == "deleting":
-        query = query.where(User.deleted_at.is_not(None))
-    elif status in STATUSES:
-        query = query.where(User.status == status, User.deleted_at.is_(None))
-    else:
+    if status not in (*STATUSES, "deleting"):
         status = ""
-    rows = (
-        db.session.execute(
-            query.order_by(User.id.desc()).offset((page - 1) * PER_PAGE).limit(PER_PAGE + 1)
-        )
-        .scalars()
-        .all()
-    )
-    has_next, rows = len(rows) > PER_PAGE, rows[:PER_PAGE]
-    stats = {}
-    if rows:
-        stats = {
-            uid: (n, size)
-            for uid, n, size in db.session.execute(
-                db.select(
-                    Image.user_id, func.count(Image.id), func.coalesce(func.sum(Image.size), 0)
-                )
-                .where(Image.user_id.in_([u.id for u in rows]), Image.deleted_at.is_(None))
-                .group_by(Image.user_id)
-            ).all()
-        }
+    page = max(request.args.get("page", 1, type=int), 1)
+    rows, has_next = accounts.admin_search(q, role, status, page, PER_PAGE)
     return render_template(
         "admin/users.html",
         users=rows,
-        stats=stats,
+        stats=accounts.image_stats([u.id for u in rows]),
         q=q,
         role=role,
         status=status,

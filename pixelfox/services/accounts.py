@@ -138,6 +138,49 @@ def user_for_api_key(key: str | None) -> User | None:
 # --- Administration (/admin/users) ---------------------------------------------------------
 
 
+def admin_search(
+    q: str = "", role: str = "", status: str = "", page: int = 1, per_page: int = 50
+) -> tuple[list[User], bool]:
+    """One page of users (newest first) matching the admin filters, and whether there is a
+    next page. `status` may also be "deleting" (deletion in progress)."""
+    from pixelfox.services import like_pattern
+
+    query = db.select(User)
+    if q:
+        pattern = like_pattern(q)
+        query = query.where(
+            or_(User.username.like(pattern, escape="\\"), User.email.like(pattern, escape="\\"))
+        )
+    if role:
+        query = query.where(User.role == role)
+    if status == "deleting":
+        query = query.where(User.deleted_at.is_not(None))
+    elif status:
+        query = query.where(User.status == status, User.deleted_at.is_(None))
+    rows = (
+        db.session.execute(
+            query.order_by(User.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
+        )
+        .scalars()
+        .all()
+    )
+    return rows[:per_page], len(rows) > per_page
+
+
+def image_stats(user_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{user id: (images, bytes of originals)} for these users (deleted images left out)."""
+    from pixelfox.models import Image
+
+    if not user_ids:
+        return {}
+    rows = db.session.execute(
+        db.select(Image.user_id, func.count(Image.id), func.coalesce(func.sum(Image.size), 0))
+        .where(Image.user_id.in_(user_ids), Image.deleted_at.is_(None))
+        .group_by(Image.user_id)
+    ).all()
+    return {uid: (int(n), int(size)) for uid, n, size in rows}
+
+
 def _other_active_admins(user: User) -> int:
     return db.session.execute(
         db.select(func.count(User.id)).where(

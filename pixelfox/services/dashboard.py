@@ -40,7 +40,7 @@ def variant_count(refresh: bool = False) -> tuple[int, float]:
 def totals() -> dict:
     """Users and images are counted live (indexed); bytes are the pools' used_size, which
     every write keeps current; the variant count comes from variant_count()."""
-    variants, counted_at = variant_count()
+    variants, _counted_at = variant_count()
     return {
         "users": db.session.execute(
             db.select(func.count(User.id)).where(User.deleted_at.is_(None))
@@ -49,7 +49,6 @@ def totals() -> dict:
             db.select(func.count(Image.id)).where(Image.deleted_at.is_(None))
         ).scalar(),
         "variants": variants,
-        "variants_at": counted_at,
         "bytes": int(
             db.session.execute(
                 db.select(func.coalesce(func.sum(StoragePool.used_size), 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlencode
 
 from flask import current_app
@@ -227,3 +228,84 @@ def delete_now(image_id: int) -> str:
 
     accounts.finish_delete(user_id)  # the last image of a deleted account takes the row along
     return "deleted"
+
+
+# --- Administration (/admin/images) --------------------------------------------------------
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def admin_search(
+    q: str = "",
+    username: str = "",
+    pool_id: int | None = None,
+    status: str = "",
+    visibility: str = "",
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[Image], bool]:
+    """One page of images (newest first) matching the admin filters, and whether there is a
+    next page. `q` is a UUID, a share link, or text found in the title or file name."""
+    from sqlalchemy import or_
+
+    from pixelfox.services import like_pattern
+
+    query = db.select(Image).where(Image.deleted_at.is_(None))
+    if q and UUID_RE.match(q.lower()):
+        query = query.where(Image.uuid == q.lower())
+    elif q:
+        pattern = like_pattern(q)
+        query = query.where(
+            or_(
+                Image.title.like(pattern, escape="\\"),
+                Image.original_filename.like(pattern, escape="\\"),
+                Image.share_link == q,
+            )
+        )
+    if username:
+        user_id = db.session.execute(
+            db.select(User.id).where(User.username == username)
+        ).scalar_one_or_none()
+        query = query.where(Image.user_id == (user_id or 0))
+    if pool_id:
+        query = query.where(Image.storage_pool_id == pool_id)
+    if status:
+        query = query.where(Image.status == status)
+    if visibility:
+        query = query.where(Image.visibility == visibility)
+    rows = (
+        db.session.execute(
+            query.order_by(Image.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)
+        )
+        .unique()
+        .scalars()
+        .all()
+    )
+    return rows[:per_page], len(rows) > per_page
+
+
+def failed_count() -> int:
+    return db.session.execute(
+        db.select(db.func.count(Image.id)).where(
+            Image.status == "failed", Image.deleted_at.is_(None)
+        )
+    ).scalar_one()
+
+
+def list_thumbnail(image: Image) -> str | None:
+    """A small thumbnail URL for admin lists (signed for private images)."""
+    if image.status != "complete":
+        return None
+    for v in image.variants:
+        if v.kind == "thumbnail_small_webp":
+            return file_url(image, v.stored_path)
+    return None
+
+
+def reprocess(image: Image) -> None:
+    """Render an image again on its node, even if it is complete (forced)."""
+    from pixelfox.services.uploads import queue_processing
+
+    image.status, image.error, image.updated_at = "pending", None, utcnow()
+    db.session.commit()
+    queue_processing(image, force=True)

@@ -28,7 +28,7 @@ TEMP_MAX_AGE = 3600
 
 
 def pool_stats() -> dict[int, int]:
-    """Recompute `used_size` of every pool from the rows; nothing else."""
+    """Recompute `used_size` of every pool from the rows, and the dashboard's variant count."""
     from pixelfox.services import dashboard
 
     ids = db.session.execute(db.select(StoragePool.id)).scalars().all()

@@ -27,7 +27,9 @@ JOBS_TTL = 7 * 24 * 3600
 
 
 class RegenError(ValueError):
-    pass
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
 
 
 def _in_scope(run: RegenRun) -> list:
@@ -48,7 +50,7 @@ def _remaining(run: RegenRun) -> list:
 
 def start(pool: StoragePool | None, scope: str, actor: User | None) -> RegenRun:
     if scope not in SCOPES:
-        raise RegenError("Choose what to regenerate.")
+        raise RegenError("Choose what to regenerate: all variants or failed images.", 400)
     overlapping = db.select(RegenRun.id).where(RegenRun.status == "running")
     if pool is not None:
         overlapping = overlapping.where(RegenRun.pool_id.is_(None) | (RegenRun.pool_id == pool.id))
