@@ -68,8 +68,8 @@ document.addEventListener("submit", (event) => {
   directUpload(form, input.files[0]).then(({ status, body }) => {
     if (status === 201 && body.view_url) { window.location.href = body.view_url; return; }
     if (FLASH_FOR[status]) { window.location.href = FLASH_FOR[status]; return; }
-    if (status >= 400 && status < 500 && body.message) {
-      window.location.href = "/flash/upload-error?msg=" + encodeURIComponent(body.message);
+    if (status >= 400 && status < 500 && body.error) {
+      window.location.href = "/flash/upload-error?code=" + encodeURIComponent(body.error);
       return;
     }
     form.dataset.fallback = "1";  // storage node unreachable or failing: use the app node

@@ -13,6 +13,8 @@ img.example.org {
 			uri strip_prefix /_pixelfox_files
 			header Cache-Control {http.reverse_proxy.header.Cache-Control}
 			header X-Content-Type-Options nosniff
+			# The app's sandbox CSP must reach the browser: a file is never a document.
+			header Content-Security-Policy {http.reverse_proxy.header.Content-Security-Policy}
 			file_server
 		}
 	}

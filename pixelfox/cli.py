@@ -77,7 +77,14 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
     if sync_only:
         return
     logging.getLogger("rq_scheduler").setLevel(logging.INFO)
-    scheduler.run()
+
+    def wanted() -> list:
+        try:
+            return schedule.definitions(node, pools.active_nodes())
+        finally:
+            db.session.remove()  # no long transaction: the next sync reads fresh rows
+
+    schedule.run(scheduler, wanted, on_error=db.session.remove)
 
 
 @click.command("backup")

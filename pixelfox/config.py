@@ -42,6 +42,43 @@ def _dev_secret(filename: str) -> str:
     return value
 
 
+SECRET_NAMES = ("SECRET_KEY", "UPLOAD_TOKEN_SECRET", "REPLICATION_SECRET")
+MIN_SECRET_BYTES = 32
+# Values shipped in .env.example / .env.storage.example (and anything in their style): a node
+# that starts with one of them can be forged into (sessions, upload tokens, node copies).
+EXAMPLE_SECRETS = frozenset(
+    {
+        "change-me-long-random-string",
+        "change-me-another-long-random-string",
+        "change-me-a-third-long-random-string",
+        "change-me-same-as-app-node",
+    }
+)
+
+
+class InsecureSecret(RuntimeError):
+    """Production refuses to start with a missing, example, short or shared secret."""
+
+
+def check_production_secrets(values: dict[str, str | None]) -> None:
+    """Refuse (naming the variable) an empty secret, a value from the shipped examples, one
+    shorter than 32 bytes, or two secrets with the same value."""
+    for name in SECRET_NAMES:
+        value = values.get(name) or ""
+        if not value:
+            raise InsecureSecret(f"{name} must be set when PIXELFOX_ENV=production.")
+        if value in EXAMPLE_SECRETS or value.lower().startswith("change-me"):
+            raise InsecureSecret(
+                f"{name} still has the example value; generate one with `openssl rand -base64 48`."
+            )
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise InsecureSecret(f"{name} is shorter than {MIN_SECRET_BYTES} bytes.")
+    for i, first in enumerate(SECRET_NAMES):
+        for second in SECRET_NAMES[i + 1 :]:
+            if values[first] == values[second]:
+                raise InsecureSecret(f"{first} and {second} must be different values.")
+
+
 def database_url() -> str:
     url = _env("DATABASE_URL")
     if url:
@@ -77,16 +114,11 @@ class Config:
     def __init__(self) -> None:
         self.ENV = _env("PIXELFOX_ENV", "development")
         self.PRODUCTION = self.ENV == "production"
-        secret = _env("SECRET_KEY")
-        if not secret:
-            if self.PRODUCTION:
-                raise RuntimeError("SECRET_KEY must be set when PIXELFOX_ENV=production")
-            secret = _dev_secret("secret_key")
-        self.SECRET_KEY = secret
-        token_secret = _env("UPLOAD_TOKEN_SECRET")
-        if not token_secret and not self.PRODUCTION:
-            token_secret = _dev_secret("upload_token_secret")
-        self.UPLOAD_TOKEN_SECRET = token_secret
+        if self.PRODUCTION:
+            check_production_secrets({name: _env(name) for name in SECRET_NAMES})
+        # Development generates what is missing (REPLICATION_SECRET stays off until set).
+        self.SECRET_KEY = _env("SECRET_KEY") or _dev_secret("secret_key")
+        self.UPLOAD_TOKEN_SECRET = _env("UPLOAD_TOKEN_SECRET") or _dev_secret("upload_token_secret")
         self.REPLICATION_SECRET = _env("REPLICATION_SECRET")
 
         self.PUBLIC_DOMAIN = _env("PUBLIC_DOMAIN", "http://127.0.0.1:4000").rstrip("/")
@@ -96,6 +128,8 @@ class Config:
         self.UPLOADS_DIR = str(Path(_env("UPLOADS_DIR", str(var_dir() / "uploads"))).resolve())
         self.TMP_DIR = str(Path(_env("TMP_DIR", str(var_dir() / "tmp"))).resolve())
         self.DISABLE_JOB_WORKERS = _flag("DISABLE_JOB_WORKERS")
+        # Plain-http node URLs to public hosts carry secrets in clear; refused unless set.
+        self.ALLOW_INSECURE_NODE_URLS = _flag("ALLOW_INSECURE_NODE_URLS")
         # Origins allowed to upload straight to this node (the app node's public URL).
         self.CORS_ORIGINS = [
             o.strip().rstrip("/")
@@ -117,9 +151,11 @@ class Config:
         self.MAX_FILES_PER_UPLOAD = 20
         # Items of pool moves copying at once on one node, across all its workers.
         self.MOVE_MAX_CONCURRENT_PER_NODE = int(_env("MOVE_MAX_CONCURRENT_PER_NODE", "2"))
-        # Login throttling: attempts per minute (per client IP, per username).
+        # Login throttling: failed attempts per minute per client IP, per (username, IP), and
+        # per username from anywhere (only for clients that failed themselves).
         self.LOGIN_LIMIT_PER_IP = int(_env("LOGIN_LIMIT_PER_IP", "30"))
         self.LOGIN_LIMIT_PER_USERNAME = int(_env("LOGIN_LIMIT_PER_USERNAME", "10"))
+        self.LOGIN_LIMIT_PER_ACCOUNT = int(_env("LOGIN_LIMIT_PER_ACCOUNT", "200"))
         # Number of reverse proxies in front of the web process (X-Forwarded-For is trusted
         # only that many hops deep); 0 = direct.
         self.PROXY_COUNT = int(_env("PROXY_COUNT", "0"))

@@ -28,12 +28,25 @@ def role_command(role: str, extra: list[str]) -> list[str] | None:
             redis_url = configured()
         if not redis_url:
             raise SystemExit("worker: set REDIS_URL or CACHE_HOST")
-        return ["rq", "worker", "--with-scheduler", "--url", redis_url, *extra, f"node-{node}"]
+        # Through the environment (rq reads RQ_REDIS_URL), never argv: a password in the URL
+        # would show in `ps` for every user of the host.
+        os.environ["RQ_REDIS_URL"] = redis_url
+        return ["rq", "worker", "--with-scheduler", *extra, f"node-{node}"]
     if role == "scheduler":
         return ["flask", "--app", "wsgi", "scheduler", *extra]
     if role == "migrate":
         return None
     return [role, *extra]
+
+
+def refuse_insecure_config() -> None:
+    """Stop before doing anything when production secrets are missing or weak."""
+    from pixelfox.config import Config, InsecureSecret
+
+    try:
+        Config()
+    except InsecureSecret as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
 
 
 def wait_for_db(timeout: float) -> None:
@@ -105,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--dry-run"]
     role, extra = (argv[0], argv[1:]) if argv else ("web", [])
     if role in ROLES:
+        refuse_insecure_config()
         wait_for_db(float(os.environ.get("DB_WAIT_SECONDS", "60")))
         if role in ("web", "migrate") and os.environ.get("PIXELFOX_MIGRATE", "auto") != "skip":
             print(f"entrypoint: database at {migrate_with_lock()}", flush=True)

@@ -18,10 +18,37 @@ def test_ping(client):
 
 
 def test_health_reports_db_redis_and_pools(app, client):
+    # Anyone: overall status and ok/down per dependency, nothing about the node's layout.
     body = client.get("/api/v1/health").get_json()
-    assert body["status"] == "ok"
+    assert body == {
+        "status": "ok",
+        "db": {"status": "ok"},
+        "redis": {"status": "ok"},
+        "storage": {"status": "ok"},
+    }
+    # A user's API key is not enough for the details; an admin's is.
+    assert (
+        "pools" not in client.get("/api/v1/health", headers={"X-API-Key": make_key(app)}).get_json()
+    )
+    admin_key = make_key(app, "api-admin")
+    with app.app_context():
+        from pixelfox.extensions import db
+        from pixelfox.models import User
+
+        db.session.execute(db.update(User).where(User.username == "api-admin").values(role="admin"))
+        db.session.commit()
+    body = client.get("/api/v1/health", headers={"Authorization": f"Bearer {admin_key}"}).json
+    assert body["status"] == "ok" and body["node_id"] == "local"
     assert body["db"]["status"] == "ok" and body["redis"]["status"] == "ok"
     assert body["pools"][0]["name"] == "default" and body["pools"][0]["writable"] is True
+    # Other nodes: the replication secret (compared in constant time); a wrong one is anonymous.
+    app.config["REPLICATION_SECRET"] = "health-check-replication-secret-0123456789"
+    node = client.get(
+        "/api/v1/health", headers={"Authorization": f"Bearer {app.config['REPLICATION_SECRET']}"}
+    ).get_json()
+    assert node["pools"][0]["name"] == "default"
+    wrong = client.get("/api/v1/health", headers={"Authorization": "Bearer not-the-secret"})
+    assert "pools" not in wrong.get_json() and "node_id" not in wrong.get_json()
 
 
 def test_health_is_503_when_redis_is_down(app, client):
@@ -30,7 +57,7 @@ def test_health_is_503_when_redis_is_down(app, client):
     app.extensions["pixelfox_redis"] = Redis(host="127.0.0.1", port=1, socket_timeout=0.5)
     resp = client.get("/api/v1/health")
     assert resp.status_code == 503
-    assert resp.get_json()["redis"]["status"] == "down"
+    assert resp.get_json()["redis"] == {"status": "down"}  # no error details for anyone
 
 
 def test_upload_with_api_key_bearer_and_header(app, client):

@@ -247,9 +247,17 @@ def test_flash_routes_set_a_message_and_go_home(client):
     resp = client.get("/flash/upload-too-large")
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
     assert "too large" in client.get("/").get_data(as_text=True)
-    resp = client.get("/flash/upload-error?msg=Disk+on+fire&next=https://evil.example")
+    resp = client.get("/flash/upload-error?code=storage_full&next=https://evil.example")
     assert resp.headers["Location"] == "/"
-    assert "Disk on fire" in client.get("/").get_data(as_text=True)
+    assert "The storage is full" in client.get("/").get_data(as_text=True)
+    # Text from the request is never shown: an old-style ?msg= or an unknown code gets the
+    # fixed default message.
+    client.get("/flash/upload-error?msg=Send+your+password+to+evil.example")
+    page = client.get("/").get_data(as_text=True)
+    assert "evil.example" not in page and "The upload failed; please try again." in page
+    client.get("/flash/upload-error?code=%3Cscript%3Ealert(1)%3C/script%3E")
+    page = client.get("/").get_data(as_text=True)
+    assert "alert(1)" not in page and "The upload failed; please try again." in page
     assert client.get("/flash/nope").status_code == 404
 
 

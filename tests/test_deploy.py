@@ -226,9 +226,11 @@ def test_entrypoint_migrates_once_under_a_lock_then_execs_the_role(tmp_path, fre
         tmp_path,
         DATABASE_URL=url,
         NODE_ID="s1",
-        REDIS_URL="redis://127.0.0.1:6379/3",
+        REDIS_URL="redis://:cache-password-in-url@127.0.0.1:6379/3",
     )
-    assert "exec rq worker --with-scheduler --url redis://127.0.0.1:6379/3 node-s1" in worker.stdout
+    # rq reads the URL from RQ_REDIS_URL: the password never shows in `ps`.
+    assert "exec rq worker --with-scheduler node-s1" in worker.stdout
+    assert "cache-password-in-url" not in worker.stdout and "--url" not in worker.stdout
     assert "database at" not in worker.stdout  # workers do not migrate
     sched = entrypoint(
         ["scheduler", "--dry-run"], tmp_path, DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:6379/0"
@@ -270,9 +272,18 @@ def test_proxy_examples_match_the_app_settings():
         assert f"location {prefix}/" in text and "internal;" in text
         assert int(re.search(r"client_max_body_size (\d+)m", text).group(1)) > default_mb
         assert "proxy_pass http://127.0.0.1:4000" in text
+        # X-Forwarded-Host is set by the proxy, never passed through from the client.
+        assert "proxy_set_header X-Forwarded-Host $host;" in text
+        # Files served after X-Accel-Redirect keep the sandbox CSP (nginx drops upstream's).
+        internal = text.split(f"location {prefix}/", 1)[1].split("}", 1)[0]
+        csp = "add_header Content-Security-Policy \"default-src 'none'; sandbox\" always"
+        assert csp in internal
     for name in ("Caddyfile.app", "Caddyfile.storage"):
         text = (ROOT / "deploy" / name).read_text()
         assert f"strip_prefix {prefix}" in text and "X-Accel-Redirect" in text
+        accel = text.split("handle_response @accel", 1)[1]
+        forward = "{http.reverse_proxy.header.Content-Security-Policy}"
+        assert f"header Content-Security-Policy {forward}" in accel
         assert int(re.search(r"max_size (\d+)MB", text).group(1)) > default_mb
 
 

@@ -94,11 +94,11 @@ def test_crash_half_way_converges_on_rerun(app, client, auth):
     assert [(k, p) for k, p, _, _ in rows] == [(k, p) for k, p, _, _ in done[1]]
     assert sorted(n for n, _ in files if not n.endswith(".part")) == sorted(n for n, _ in done[2])
     assert_rows_match_files(app, uuid)
-    # The stray temp file is the sweeper's: removed once it is older than an hour.
+    # The stray temp file is the sweeper's: nobody holds its lock, so it goes.
     with app.app_context():
-        from pixelfox.services import maintenance
+        from pixelfox.services import pools
 
-        assert maintenance.remove_stale_temp_files(max_age=-1) == 1
+        assert pools.remove_dead_temp_files(max_age=-1) == 1
     assert not [p for p in files_under(app.config["UPLOADS_DIR"]) if p.suffix == ".part"]
 
 
@@ -135,7 +135,9 @@ def test_real_worker_killed_mid_job_is_recovered_by_the_sweeper(app, client, aut
     names = [n for n, _ in files]
     assert len(names) == len(set(names)) == 1 + 8  # original + 8 variants, each once
     with app.app_context():
-        assert maintenance.remove_stale_temp_files(max_age=-1) >= 0
+        from pixelfox.services import pools
+
+        assert pools.remove_dead_temp_files(max_age=-1) >= 0
     assert not [p for p in files_under(app.config["UPLOADS_DIR"]) if p.suffix == ".part"]
 
 

@@ -180,6 +180,10 @@ def assert_nothing_lost(app, uuids, before, target: Node, source: Node, target_p
     assert not [
         p for p in files_under(source.uploads) if "original" in p.parts or "variants" in p.parts
     ]
+    # A receiver stopped mid-copy leaves its temp file, unlocked: the node's next heartbeat
+    # removes it (here at once); a temp file still locked would be a writer still at work.
+    for part in [p for p in files_under(target.uploads) if p.suffix == ".part"]:
+        assert local.remove_dead_temp(part, min_age=0), part
     assert not [p for p in files_under(target.uploads) if p.suffix == ".part"]
     with app.app_context():
         db.session.remove()

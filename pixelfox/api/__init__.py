@@ -13,11 +13,16 @@ from pixelfox.web.hooks import client_ip, error_response
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def api_key_from_request() -> str | None:
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer …` header, if any."""
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.headers.get("X-API-Key")
+        return auth[7:].strip() or None
+    return None
+
+
+def api_key_from_request() -> str | None:
+    return bearer_token() or request.headers.get("X-API-Key")
 
 
 def api_user(allow_session: bool = True) -> User | None:
@@ -45,11 +50,23 @@ def ping():
     return jsonify(ping="pong")
 
 
+def _may_see_details() -> bool:
+    """Admins (session or API key) and other nodes (REPLICATION_SECRET) see the details."""
+    from pixelfox.services import replication
+
+    token = bearer_token()
+    if token and not token.startswith(accounts.API_KEY_PREFIX):
+        return replication.secret_matches(token)
+    user = api_user(allow_session=True)
+    return bool(user and user.is_admin)
+
+
 @bp.get("/v1/health")
 def health_check():
-    """Per-dependency status of this node; 503 when one is down."""
+    """Per-dependency status of this node (details for admins and nodes); 503 when down."""
     report = health.report()
-    return jsonify(report), 200 if report["status"] == "ok" else 503
+    body = report if _may_see_details() else health.public(report)
+    return jsonify(body), 200 if report["status"] == "ok" else 503
 
 
 @bp.post("/v1/upload")
@@ -146,10 +163,8 @@ def internal_upload_probe():
 @bp.post("/internal/upload")
 def internal_upload():
     """Storage node: receive a browser's upload with a single-use token."""
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
     try:
-        user, pool, limit = uploads.claim_token(token)
+        user, pool, limit = uploads.claim_token(bearer_token())
     except uploads.UploadRefused as exc:
         return _cors(error_response(exc.status, exc.code, exc.message, exc.retry_after))
     request.max_content_length = limit + 1024 * 1024
@@ -178,9 +193,8 @@ def replicate():
     from pixelfox.services import replication
     from pixelfox.web.multipart import MultipartError, MultipartReader
 
-    auth = request.headers.get("Authorization", "")
     try:
-        replication.check_secret(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        replication.check_secret(bearer_token())
         mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
         if mimetype != "multipart/form-data" or "boundary" not in options:
             raise replication.ReplicationRefused(400, "bad_request", "Send multipart/form-data.")
@@ -208,9 +222,8 @@ def replicate_stat():
     """Does this node hold a file? (Lets a move tell "already copied" from "lost".)"""
     from pixelfox.services import replication
 
-    auth = request.headers.get("Authorization", "")
     try:
-        replication.check_secret(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        replication.check_secret(bearer_token())
         found = replication.stat(request.args.get("pool_id"), request.args.get("stored_path"))
     except replication.ReplicationRefused as exc:
         return error_response(exc.status, exc.code, exc.message)

@@ -12,8 +12,10 @@ from pathlib import Path
 POLICY_DIR = Path(__file__).resolve().parent
 os.environ["MAGICK_CONFIGURE_PATH"] = str(POLICY_DIR)
 
+from wand.api import library  # noqa: E402
 from wand.image import Image  # noqa: E402
 from wand.resource import limits  # noqa: E402
+from wand.version import MAGICK_VERSION_NUMBER  # noqa: E402
 
 # Explicit limits on top of policy.xml, so a replaced system policy cannot loosen them.
 limits["memory"] = 1024 * 1024 * 1024
@@ -22,5 +24,10 @@ limits["width"] = 32000
 limits["height"] = 32000
 limits["area"] = 256_000_000
 limits["thread"] = 2
+# Frames per sequence. Wand names this limit only for ImageMagick 7; ImageMagick 6.9.10+ has it
+# too, as ListLengthResource (11) in its ResourceType enum.
+LIST_LENGTH = 1000
+LIST_LENGTH_RESOURCE = 11 if MAGICK_VERSION_NUMBER < 0x700 else limits.limits.index("list_length")
+library.MagickSetResourceLimit(LIST_LENGTH_RESOURCE, LIST_LENGTH)
 
 __all__ = ["Image", "limits", "POLICY_DIR"]

@@ -5,6 +5,7 @@ Runs in the web process, so it never touches ImageMagick: only byte parsing.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ def sniff(fh: BinaryIO, max_megapixels: float | None = None) -> Sniffed:
             f"the limit is {max_megapixels:g} megapixels.",
         )
     _COMPLETE[name](fh, size)
+    if name == "gif":
+        _gif_frames_within(fh, size, max_megapixels)
     return sniffed
 
 
@@ -312,3 +315,58 @@ _COMPLETE = {
     "avif": _heif_complete,
     "heic": _heif_complete,
 }
+
+
+# --- GIF frames ---------------------------------------------------------------------------
+
+MAX_FRAMES = 1000  # as policy.xml's list-length: ImageMagick refuses longer sequences too
+
+
+def _gif_frames_within(fh: BinaryIO, size: int, max_megapixels: float | None) -> None:
+    """Walk every block of a GIF: each frame's own declared size (not only the logical
+    screen) must stay within the pixel limit, and the frame count within MAX_FRAMES. A 1×1
+    screen holding a 60000×60000 frame is a pixel flood too."""
+    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = 13
+        if data[10] & 0x80:  # global colour table
+            pos += 3 * (2 << (data[10] & 0x07))
+        frames = 0
+        while pos < size:
+            block = data[pos]
+            if block == 0x3B:  # trailer
+                return
+            if block == 0x21:  # extension: label, then sub-blocks
+                pos = _gif_skip_sub_blocks(data, pos + 2, size)
+                continue
+            if block != 0x2C or pos + 10 > size:
+                raise _damaged("the GIF has a block it does not know")
+            _left, _top, width, height, packed = struct.unpack("<HHHHB", data[pos + 1 : pos + 10])
+            frames += 1
+            if frames > MAX_FRAMES:
+                raise Refused(
+                    422,
+                    "too_many_frames",
+                    f"The animation has more than {MAX_FRAMES} frames; that is the limit.",
+                )
+            if max_megapixels and width * height / 1_000_000 > max_megapixels:
+                raise Refused(
+                    422,
+                    "too_many_pixels",
+                    f"A frame of this GIF is {width}×{height} "
+                    f"({width * height / 1_000_000:.0f} megapixels); "
+                    f"the limit is {max_megapixels:g} megapixels.",
+                )
+            pos += 10
+            if packed & 0x80:  # local colour table
+                pos += 3 * (2 << (packed & 0x07))
+            pos = _gif_skip_sub_blocks(data, pos + 1, size)  # after the LZW code size byte
+        raise _damaged("the GIF data ends early (no trailer)")
+
+
+def _gif_skip_sub_blocks(data, pos: int, size: int) -> int:
+    while pos < size:
+        length = data[pos]
+        pos += 1 + length
+        if length == 0:
+            return pos
+    raise _damaged("the GIF data ends early")

@@ -6,19 +6,22 @@ Workers only: importing this module loads ImageMagick under the project's policy
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wand.exceptions import WandException
 
 from pixelfox.imaging.magick import Image
-from pixelfox.storage.local import write_atomic
+from pixelfox.storage.local import TempFile, fsync_dir
 
 SIZES = {"medium": 500, "small": 200}  # largest first: each level is made from the previous
 AVIF_MIN_SIDE = 64
 QUALITY = {"webp": 85, "avif": 60, "jpeg": 85, "heic": 60}
 KEEP_PROFILES = ("icc", "icm")
 ANIMATED_FORMATS = ("gif", "webp")
+FULL_BELOW = 64 * 1024 * 1024  # a failed write with less room than this: the disk is full
 
 
 class DecodeError(Exception):
@@ -42,6 +45,7 @@ class Rendered:
     height: int
     size: int
     sha256: str
+    temp: TempFile | None = None  # staged bytes; Result.commit() renames them to `dest`
 
 
 @dataclass
@@ -52,6 +56,26 @@ class Result:
     original: Rendered | None = None  # set when the original was rewritten without metadata
     variants: list[Rendered] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # kinds not made (e.g. AVIF too small)
+
+    def staged(self) -> list[Rendered]:
+        out = [self.original] if self.original else []
+        return out + [v for v in self.variants if v is not None and v.temp is not None]
+
+    def commit(self) -> None:
+        """Rename every staged file into place (renames need no room, so a full disk fails
+        earlier, while staging, with nothing changed)."""
+        synced = set()
+        for r in self.staged():
+            r.temp.commit(r.dest, sync_dir=False)
+            r.temp = None
+            synced.add(r.dest.parent)
+        for directory in synced:
+            fsync_dir(directory)
+
+    def discard(self) -> None:
+        for r in self.staged():
+            r.temp.discard()
+            r.temp = None
 
 
 def scaled(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -80,14 +104,38 @@ def _strip(img) -> None:
         img.profiles[name] = data
 
 
-def _save(img, fmt: str, dest: Path, quality: int | None = None) -> Rendered:
+def _save(img, fmt: str, dest: Path, temp_dir: Path, quality: int | None = None) -> Rendered:
+    """Render into a temp file (staged; Result.commit() puts it in place)."""
+
     def produce(tmp: Path) -> None:
         if quality:
             img.compression_quality = quality
         img.save(filename=f"{fmt}:{tmp}")
 
-    written = write_atomic(dest, produce)
-    return Rendered("", fmt, dest, img.width, img.height, written.size, written.sha256)
+    temp = TempFile(temp_dir, f"{dest.name}.")
+    try:
+        temp.produced(produce)
+    except WandException as exc:
+        temp.discard()
+        if _out_of_room(temp_dir, exc):  # ImageMagick reports ENOSPC as its own error
+            raise OSError(errno.ENOSPC, f"no room left to write {dest.name}") from exc
+        raise
+    except BaseException:
+        temp.discard()
+        raise
+    return Rendered("", fmt, dest, img.width, img.height, temp.size, temp.sha256, temp)
+
+
+def _out_of_room(directory: Path, exc: Exception) -> bool:
+    """Did a write fail because the filesystem is full (ImageMagick says "WriteBlob Failed" or
+    similar, not ENOSPC)?"""
+    text = str(exc)
+    if "No space left" in text or "quota" in text.lower():
+        return True
+    if "WriteBlob" not in text and "unable to write" not in text.lower():
+        return False
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize < FULL_BELOW
 
 
 def _first_frame(img):
@@ -98,19 +146,28 @@ def render(
     src: Path,
     src_fmt: str,
     targets: list[Target],
+    temp_dir: Path,
     *,
     strip_original: bool = True,
 ) -> Result:
-    """Write every target; rewrite `src` in place without metadata when asked and needed.
-    Any ImageMagick error means this file cannot be processed (DecodeError); OS errors such
-    as a full disk propagate so the job is retried."""
+    """Render every target (and `src` again without metadata, when asked and needed) into
+    temp files in `temp_dir`; the caller commits the Result. Nothing is staged after an
+    error. Any ImageMagick error means this file cannot be processed (DecodeError); OS errors
+    such as a full disk propagate so the job is retried."""
+    result = Result(0, 0, 0)
     try:
-        return _render(src, src_fmt, targets, strip_original)
+        return _render(src, src_fmt, targets, temp_dir, strip_original, result)
     except WandException as exc:
+        result.discard()
         raise DecodeError(f"ImageMagick could not decode the file ({_short(exc)})") from exc
+    except BaseException:
+        result.discard()
+        raise
 
 
-def _render(src: Path, src_fmt: str, targets: list[Target], strip_original: bool) -> Result:
+def _render(
+    src: Path, src_fmt: str, targets: list[Target], temp_dir: Path, strip: bool, result: Result
+) -> Result:
     img = Image(filename=f"{src_fmt}:{src}")
     with img:
         if img.width <= 0 or img.height <= 0:
@@ -119,15 +176,15 @@ def _render(src: Path, src_fmt: str, targets: list[Target], strip_original: bool
         animated = frames > 1 and src_fmt in ANIMATED_FORMATS
         if animated:
             img.coalesce()
-        rewrite = strip_original and _needs_sanitizing(img)
+        rewrite = strip and _needs_sanitizing(img)
         source_quality = img.compression_quality or 92
         img.auto_orient()
         _strip(img)
-        result = Result(img.width, img.height, frames)
+        result.width, result.height, result.frames = img.width, img.height, frames
 
         if rewrite:
             q = source_quality if src_fmt in ("jpeg", "webp", "heic", "avif") else None
-            result.original = _save(img, src_fmt, src, q)
+            result.original = _save(img, src_fmt, src, temp_dir, q)
 
         done: dict[Path, Rendered] = {}
         by_size: dict[str | None, list[Target]] = {}
@@ -147,7 +204,7 @@ def _render(src: Path, src_fmt: str, targets: list[Target], strip_original: bool
                         if animated:
                             level.optimize_layers()
                 for t in by_size.get(size, []):
-                    result.variants.append(_render_one(level, t, done, result))
+                    result.variants.append(_render_one(level, t, done, result, temp_dir))
         finally:
             for extra in owned:
                 extra.close()
@@ -155,7 +212,7 @@ def _render(src: Path, src_fmt: str, targets: list[Target], strip_original: bool
         return result
 
 
-def _render_one(level, t: Target, done: dict[Path, Rendered], result: Result):
+def _render_one(level, t: Target, done: dict[Path, Rendered], result: Result, temp_dir: Path):
     if t.fmt == "avif" and min(level.width, level.height) < AVIF_MIN_SIDE:
         result.skipped.append(t.kind)
         return None
@@ -166,7 +223,7 @@ def _render_one(level, t: Target, done: dict[Path, Rendered], result: Result):
         )
     single = _first_frame(level) if t.fmt in ("avif", "heic", "jpeg", "bmp") else None
     try:
-        out = _save(single or level, t.fmt, t.dest, QUALITY.get(t.fmt))
+        out = _save(single or level, t.fmt, t.dest, temp_dir, QUALITY.get(t.fmt))
     finally:
         if single is not None:
             single.close()

@@ -7,10 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from pixelfox.jobs.queues import queue_name
 
@@ -73,3 +78,45 @@ def sync(scheduler: Scheduler, wanted: list[Periodic]) -> dict[str, list[str]]:
         added.append(job_id)
     log.info("periodic jobs: added %s, removed %s", added, removed)
     return {"added": added, "removed": removed, "kept": sorted(have & set(want))}
+
+
+RESYNC_SECONDS = 30  # a Redis that came back empty has its periodic jobs again within this
+
+
+def run(
+    scheduler: Scheduler,
+    wanted: Callable[[], list[Periodic]],
+    resync_every: float = RESYNC_SECONDS,
+    on_error: Callable[[], None] | None = None,
+) -> None:
+    """rq-scheduler's loop (move due jobs into their queues under its lock), plus what a
+    Redis run as an ephemeral cache needs: every `resync_every` seconds the periodic jobs are
+    synced again, so a restart without persistence or a failover loses them for at most that
+    long; and a Redis or database outage is waited out instead of ending the process."""
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    last_sync = 0.0
+    while not stopping:
+        started = time.monotonic()
+        try:
+            if started - last_sync >= resync_every:
+                result = sync(scheduler, wanted())
+                if result["added"] and last_sync:
+                    log.warning(
+                        "periodic jobs were missing (Redis lost its data?); registered again: %s",
+                        result["added"],
+                    )
+                last_sync = started
+            if scheduler.acquire_lock():
+                try:
+                    scheduler.enqueue_jobs()
+                finally:
+                    scheduler.remove_lock()
+        except (RedisError, SQLAlchemyError) as exc:
+            log.warning("scheduler: %s unavailable (%s); trying again", type(exc).__name__, exc)
+            last_sync = 0.0  # sync as soon as it answers again
+            if on_error:
+                on_error()
+        time.sleep(max(0.0, scheduler._interval - (time.monotonic() - started)))
+    log.info("scheduler stopped")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pixelfox.extensions import db
@@ -31,6 +31,12 @@ class User(UserMixin, db.Model):
     # Set when an admin deletes the account: it is disabled at once, its images are deleted
     # by jobs, and the row goes when the last image has gone.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Part of every session's identity: bumping it ends every session of the account (log
+    # out, "log out everywhere", password change, disabled by an admin).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    def get_id(self) -> str:  # Flask-Login stores this in the session cookie
+        return f"{self.id}.{self.session_generation}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login: inactive/disabled users cannot log in

@@ -70,29 +70,66 @@ def find_login(login: str) -> User | None:
     ).scalar_one_or_none()
 
 
-def authenticate(login: str, password: str, ip: str) -> User | None:
-    """Check credentials; throttled per client IP and per username (RateLimited → 429)."""
+def _login_limits(name: str, ip: str) -> list[tuple[str, str, int, str]]:
+    """(scope, key, failures per minute, what) of the login throttles. Only failures count."""
     cfg = current_app.config
-    ratelimit.hit("login-ip", ip, cfg["LOGIN_LIMIT_PER_IP"], "login attempts")
-    ratelimit.hit(
-        "login-user",
-        (login or "").strip().lower(),
-        cfg["LOGIN_LIMIT_PER_USERNAME"],
-        "login attempts for this account",
-    )
+    return [
+        ("login-fail-ip", ip, cfg["LOGIN_LIMIT_PER_IP"], "failed logins from your address"),
+        (
+            "login-fail-user-ip",
+            f"{name}|{ip}",
+            cfg["LOGIN_LIMIT_PER_USERNAME"],
+            "failed logins for this account",
+        ),
+        (
+            "login-fail-user",
+            name,
+            cfg["LOGIN_LIMIT_PER_ACCOUNT"],
+            "failed logins for this account",
+        ),
+    ]
+
+
+def authenticate(login: str, password: str, ip: str) -> User | None:
+    """Check credentials, throttling failures (RateLimited → 429): per client IP, per
+    (username, IP), and a much higher ceiling per username from anywhere. A client that has
+    not failed is never blocked, so nobody can lock someone else out by guessing wrong."""
+    name = (login or "").strip().lower()
+    per_ip, per_pair, per_account = _login_limits(name, ip)
+    if ratelimit.used(*per_ip[:3]):  # this client has failed recently: it is throttled
+        for scope, key, limit, what in (per_ip, per_pair, per_account):
+            ratelimit.check(scope, key, limit, what)
     user = find_login(login)
     ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password or "")
     if not user or not ok or not user.is_active:
+        for scope, key, limit, what in (per_ip, per_pair, per_account):
+            try:
+                ratelimit.hit(scope, key, limit, what)
+            except ratelimit.RateLimited:
+                pass  # counted; the next attempt is refused
         return None
     user.last_login_at = utcnow()
     db.session.commit()
     return user
 
 
+def end_sessions(user: User) -> None:
+    """End every session of this account (sessions carry the generation they were made in)."""
+    db.session.execute(
+        db.update(User)
+        .where(User.id == user.id)
+        .values(session_generation=User.session_generation + 1)
+    )
+    db.session.commit()
+    db.session.refresh(user)
+
+
 def set_password(user: User, password: str) -> None:
+    """Set a new password; every existing session of the account ends."""
     validate_password(password)
     user.password_hash = hash_password(password)
     db.session.commit()
+    end_sessions(user)
 
 
 def change_password(user: User, current: str, new: str, confirm: str) -> None:
@@ -208,8 +245,11 @@ def admin_update(actor: User, user: User, role: str, status: str) -> None:
         raise AccountError("You cannot demote or disable your own account.")
     if losing_admin and not _other_active_admins(user):
         raise AccountError("This is the last active admin; promote someone else first.")
+    ending = user.status == "active" and status != "active"
     user.role, user.status = role, status
     db.session.commit()
+    if ending:  # re-enabling later must not bring the old sessions back
+        end_sessions(user)
 
 
 def request_delete(actor: User, user: User) -> None:
@@ -226,6 +266,7 @@ def request_delete(actor: User, user: User) -> None:
         user.deleted_at = utcnow()
     user.status = "disabled"
     user.api_key_hash = user.api_key_prefix = None
+    user.session_generation = (user.session_generation or 0) + 1
     db.session.execute(  # hidden everywhere at once; files go with the delete jobs
         db.update(Image)
         .where(Image.user_id == user.id, Image.deleted_at.is_(None))

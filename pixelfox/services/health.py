@@ -44,6 +44,18 @@ def report() -> dict:
     }
 
 
+def public(report: dict) -> dict:
+    """What anyone may see: the overall status and ok/down per dependency — no node id, pool
+    names, paths or sizes."""
+    pools_ok = all(p["status"] == "ok" for p in report["pools"] if p["is_active"])
+    return {
+        "status": report["status"],
+        "db": {"status": report["db"]["status"]},
+        "redis": {"status": report["redis"]["status"]},
+        "storage": {"status": "ok" if pools_ok else "down"},
+    }
+
+
 def pool_health(pool: StoragePool) -> dict:
     base = pool.base_path
     writable = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)

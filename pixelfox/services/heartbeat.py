@@ -13,6 +13,7 @@ from rq import Queue
 from pixelfox.extensions import db, get_redis
 from pixelfox.jobs.queues import queue_name
 from pixelfox.models import StoragePool
+from pixelfox.services import pools as pool_service
 from pixelfox.storage import local
 
 TTL = 120
@@ -65,6 +66,10 @@ def beat() -> dict:
         .all()
     )
     states = [pool_state(p) for p in pools if p.is_active]
+    for state in states:
+        if not state["full"]:  # room again: placement may use it before the mark expires
+            pool_service.clear_full(state["pool_id"])
+    temp_removed = pool_service.remove_dead_temp_files(deep=False)
     depth = Queue(queue_name(node), connection=redis).count
     node_state = {
         "node_id": node,
@@ -72,6 +77,7 @@ def beat() -> dict:
         "pools": [s["pool_id"] for s in states],
         "queue_depth": depth,
         "healthy": all(s["healthy"] for s in states),
+        "temp_removed": temp_removed,
     }
     with redis.pipeline() as pipe:
         for s in states:

@@ -55,13 +55,26 @@ def base_url(pool: StoragePool | None) -> str:
     )
 
 
+def is_published(image: Image) -> bool:
+    """Its files may be served to anyone with the link (and cached by anyone): processing has
+    completed, so the original no longer carries metadata (with strip_metadata on) and its
+    bytes stay as they are. Before that, and for a failed image, only the owner and admins
+    see the files, through signed URLs that no shared cache keeps."""
+    return image.status == "complete"
+
+
+def needs_signature(image: Image) -> bool:
+    return image.visibility == "private" or not is_published(image)
+
+
 def file_url(image: Image, stored_path: str, pool: StoragePool | None = None) -> str:
-    """Absolute URL of one file on the node that holds it; private images get a signed,
-    expiring URL."""
+    """Absolute URL of one file on the node that holds it; private and not yet published
+    images get a signed, expiring URL (mint those for the owner and admins only)."""
     url = f"{base_url(pool or image.pool)}/uploads/{stored_path}"
-    if image.visibility == "private":
+    if needs_signature(image):
+        ttl = tokens.URL_TTL if is_published(image) else tokens.UNPUBLISHED_URL_TTL
         try:
-            url += "?" + urlencode(tokens.sign_path(stored_path))
+            url += "?" + urlencode(tokens.sign_path(stored_path, ttl))
         except tokens.SecretMissing:
             return ""
     return url

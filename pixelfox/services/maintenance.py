@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
-from pathlib import Path
 
 from flask import current_app
 from rq import Queue
@@ -19,12 +17,10 @@ from pixelfox.models.base import utcnow
 from pixelfox.services import images as image_service
 from pixelfox.services import pools
 from pixelfox.services.uploads import queue_processing
-from pixelfox.storage import paths
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=10)
-PENDING_GRACE = timedelta(minutes=2)
-TEMP_MAX_AGE = 3600
+PENDING_GRACE = timedelta(seconds=30)  # the upload queues its job right after the commit
 
 
 def pool_stats() -> dict[int, int]:
@@ -112,7 +108,7 @@ def sweep(now=None) -> dict[str, int]:
 
     counts["moves_resumed"] = moves.recover(now)
 
-    counts["temp_removed"] = remove_stale_temp_files()
+    counts["temp_removed"] = pools.remove_dead_temp_files()
     # New nodes get their heartbeat without restarting the scheduler.
     from pixelfox.jobs import schedule
 
@@ -122,29 +118,3 @@ def sweep(now=None) -> dict[str, int]:
     )
     log.info("sweeper: %s", counts)
     return counts
-
-
-def remove_stale_temp_files(max_age: int = TEMP_MAX_AGE) -> int:
-    """Delete upload/copy temp files older than `max_age` seconds in this node's pools."""
-    node = current_app.config["NODE_ID"]
-    cutoff = time.time() - max_age
-    removed = 0
-    for pool in db.session.execute(
-        db.select(StoragePool).where(StoragePool.node_id == node)
-    ).scalars():
-        candidates = []
-        tmp = paths.tmp_dir(pool.base_path)
-        if tmp.is_dir():
-            candidates += list(tmp.glob("*.part"))
-        for top in paths.TOP_DIRS:
-            root = Path(pool.base_path) / top
-            if root.is_dir():
-                candidates += list(root.rglob(".*.part"))
-        for path in candidates:
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-    return removed

@@ -689,7 +689,12 @@ def _copy(
             chunks = (throttle(len(b)) or b for b in local.iter_file(fh))
             try:
                 local.receive_verified(
-                    chunks, dst, src.stat().st_size, f.sha256, sync_dir=synced is None
+                    chunks,
+                    dst,
+                    src.stat().st_size,
+                    f.sha256,
+                    paths.tmp_dir(target.base_path),
+                    sync_dir=synced is None,
                 )
                 if synced is not None:
                     synced.add(dst.parent)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
+
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import func
 
-from pixelfox.extensions import db
+from pixelfox.extensions import db, get_redis
 from pixelfox.models import Image, ImageVariant, StoragePool
+from pixelfox.storage import local, paths, push
 
+log = logging.getLogger(__name__)
 TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2, "archive": 3}
 
 
@@ -67,6 +74,56 @@ def active_nodes() -> list[str]:
     )
 
 
+FULL_KEY = "pixelfox:pool-full:{}"
+FULL_TTL = 600  # a heartbeat that finds room clears it sooner
+
+
+def mark_full(pool_id: int) -> None:
+    """A write into this pool hit ENOSPC/EDQUOT: placement skips it at once, on every node,
+    until its heartbeat finds room again."""
+    try:
+        get_redis().set(FULL_KEY.format(pool_id), int(time.time()), ex=FULL_TTL)
+    except RedisError:
+        log.warning("could not mark pool %s full (Redis unavailable)", pool_id)
+
+
+def clear_full(pool_id: int) -> None:
+    get_redis().delete(FULL_KEY.format(pool_id))
+
+
+def marked_full(pool_ids: list[int]) -> set[int]:
+    if not pool_ids:
+        return set()
+    try:
+        marks = get_redis().mget([FULL_KEY.format(i) for i in pool_ids])
+    except RedisError:
+        return set()
+    return {i for i, m in zip(pool_ids, marks, strict=True) if m}
+
+
+TEMP_MAX_AGE = 60  # a temp file's lock tells a live writer; the age covers its first instant
+
+
+def remove_dead_temp_files(max_age: int = TEMP_MAX_AGE, deep: bool = True) -> int:
+    """Delete temp files in this node's pools whose writer is gone (nobody holds their lock)
+    and that are older than `max_age` seconds. Temp files live in each pool's `.tmp/`;
+    `deep` also looks for `.*.part` files left next to final names by older versions."""
+    removed = 0
+    for pool in db.session.execute(
+        db.select(StoragePool).where(StoragePool.node_id == current_app.config["NODE_ID"])
+    ).scalars():
+        candidates = []
+        tmp = paths.tmp_dir(pool.base_path)
+        if tmp.is_dir():
+            candidates += list(tmp.glob("*.part"))
+        for top in paths.TOP_DIRS if deep else ():
+            root = Path(pool.base_path) / top
+            if root.is_dir():
+                candidates += list(root.rglob(".*.part"))
+        removed += sum(local.remove_dead_temp(path, max_age) for path in candidates)
+    return removed
+
+
 def free_bytes(pool: StoragePool) -> int | None:
     if not pool.max_size:
         return None
@@ -91,13 +148,14 @@ def choose_pool(
         raise NoPoolAvailable(503, "no_pool", "No storage pool accepts uploads right now.")
     health = health or {}
     pools.sort(key=lambda p: (p.is_default, TIER_ORDER.get(p.storage_tier, 9), p.priority, p.id))
+    disk_full = marked_full([p.id for p in pools])
     full = False
     for pool in pools:
         state = health.get(pool.id)
         if state is not None and not state.get("healthy", True):
             continue
         room = free_bytes(pool)
-        if room is not None and room < size:
+        if pool.id in disk_full or (room is not None and room < size):
             full = True
             continue
         return pool
@@ -112,13 +170,13 @@ def recompute_used(pool_id: int) -> int:
         db.select(func.coalesce(func.sum(Image.size), 0)).where(Image.storage_pool_id == pool_id)
     ).scalar_one()
     # Variants may share a file (a WebP original's "original" thumbnail is the WebP one).
-    paths = (
+    files = (
         db.select(ImageVariant.stored_path, func.max(ImageVariant.size).label("size"))
         .where(ImageVariant.storage_pool_id == pool_id)
         .group_by(ImageVariant.stored_path)
         .subquery()
     )
-    variants = db.session.execute(db.select(func.coalesce(func.sum(paths.c.size), 0))).scalar_one()
+    variants = db.session.execute(db.select(func.coalesce(func.sum(files.c.size), 0))).scalar_one()
     used = int(originals) + int(variants)
     db.session.execute(
         db.update(StoragePool).where(StoragePool.id == pool_id).values(used_size=used)
@@ -209,6 +267,18 @@ def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
                 errors["base_path"] = "This directory is not writable by PixelFox on this node."
     public_base_url = _url(data.get("public_base_url"), "public_base_url", errors)
     upload_api_url = _url(data.get("upload_api_url"), "upload_api_url", errors)
+    if (
+        upload_api_url
+        and "upload_api_url" not in errors
+        and not push.secret_safe_url(
+            upload_api_url, current_app.config.get("ALLOW_INSECURE_NODE_URLS", False)
+        )
+    ):
+        errors["upload_api_url"] = (
+            "Use https:// — upload tokens and REPLICATION_SECRET are sent to this URL. Plain "
+            "http:// is allowed only to loopback or private addresses (or with "
+            "ALLOW_INSECURE_NODE_URLS=1)."
+        )
     try:
         gb = float(data.get("max_size_gb") or 0)
         if gb < 0:

@@ -11,7 +11,7 @@ from pixelfox.extensions import db
 from pixelfox.imaging.sniff import KINDS
 from pixelfox.models import Image, ImageVariant, StoragePool
 from pixelfox.models.base import utcnow
-from pixelfox.services import settings
+from pixelfox.services import pools, settings
 from pixelfox.storage import local, paths
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,10 @@ KIND_BY_MIME = {k.mime: k for k in KINDS.values()}
 
 class WrongNode(RuntimeError):
     """The job reached a node that does not hold the image's bytes."""
+
+
+class StorageFull(RuntimeError):
+    """The pool's disk is full: nothing was written; the job retries later."""
 
 
 def plan(image: Image, pool: StoragePool, opts: dict):
@@ -72,9 +76,25 @@ def process(image_id: int, force: bool = False) -> str:
     if not source.exists():
         return _fail(image, "The original file is missing from storage.")
     try:
-        result = render(source, src_kind.name, targets, strip_original=opts["strip_metadata"])
+        result = render(
+            source,
+            src_kind.name,
+            targets,
+            paths.tmp_dir(pool.base_path),
+            strip_original=opts["strip_metadata"],
+        )
+        # Every output is staged by now: renaming them in needs no room, so a full disk has
+        # failed above with nothing changed.
+        result.commit()
     except DecodeError as exc:
         return _fail(image, f"This image could not be processed: {exc}")
+    except OSError as exc:
+        if local.is_disk_full(exc):
+            pools.mark_full(pool.id)
+            raise StorageFull(
+                f"pool {pool.name} is full; processing of {image.uuid} retries"
+            ) from exc
+        raise
 
     base = Path(pool.base_path).resolve()
     rendered = {v.kind: v for v in result.variants}

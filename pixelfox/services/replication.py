@@ -10,7 +10,7 @@ from flask import current_app
 
 from pixelfox.extensions import db
 from pixelfox.models import StoragePool
-from pixelfox.services import settings
+from pixelfox.services import pools, settings
 from pixelfox.storage import local, paths
 
 SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -23,13 +23,18 @@ class ReplicationRefused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def check_secret(presented: str | None) -> None:
+def secret_matches(presented: str | None) -> bool:
+    """Constant-time check of a presented REPLICATION_SECRET (False when none is set)."""
     secret = current_app.config.get("REPLICATION_SECRET")
-    if not secret:
+    return bool(secret) and hmac.compare_digest((presented or "").encode(), secret.encode())
+
+
+def check_secret(presented: str | None) -> None:
+    if not current_app.config.get("REPLICATION_SECRET"):
         raise ReplicationRefused(
             503, "replication_not_configured", "REPLICATION_SECRET is not set on this node."
         )
-    if not hmac.compare_digest((presented or "").encode(), secret.encode()):
+    if not secret_matches(presented):
         raise ReplicationRefused(401, "unauthorized", "Wrong replication secret.")
 
 
@@ -79,9 +84,14 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
     if (room is not None and room < size) or free < size + DISK_MARGIN:
         raise ReplicationRefused(507, "no_room", "Not enough room in the target pool.")
     try:
-        written = local.receive_verified(chunks, final, size, sha)
+        written = local.receive_verified(chunks, final, size, sha, paths.tmp_dir(pool.base_path))
     except local.Mismatch as exc:
         raise ReplicationRefused(422, "mismatch", f"Rejected: {exc}.") from exc
+    except OSError as exc:
+        if not local.is_disk_full(exc):
+            raise
+        pools.mark_full(pool.id)
+        raise ReplicationRefused(507, "no_room", "The target pool's disk is full.") from exc
     return {"status": "ok", "size": written.size, "sha256": written.sha256}
 
 

@@ -12,6 +12,7 @@ import time
 from flask import current_app
 
 URL_TTL = 3600
+UNPUBLISHED_URL_TTL = 600  # files of an image still being processed (owner and admins)
 
 
 class SecretMissing(Exception):

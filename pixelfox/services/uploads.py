@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import string
 import time
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
 from pixelfox.extensions import db
@@ -65,6 +65,10 @@ def admit(user: User, ip: str) -> None:
         )
     except ratelimit.RateLimited as exc:
         raise UploadRefused(429, "rate_limited", exc.message, exc.retry_after) from exc
+    except ratelimit.Unavailable as exc:
+        # Redis restarting: take the upload uncounted (only signed-in users upload); its job
+        # is queued by the sweeper once Redis is back.
+        log.warning("upload rate limits unavailable (%s); not counted", exc)
 
 
 def share_link() -> str:
@@ -90,16 +94,31 @@ def receive(
         except pools.NoPoolAvailable as exc:
             raise UploadRefused(exc.status, exc.code, exc.message) from exc
     try:
-        temp = local.stream_to_temp(local.iter_file(stream), paths.tmp_dir(pool.base_path), limit)
-    except local.TooLarge as exc:
-        raise too_large() from exc
-    try:
-        return _place(temp, filename, user, pool)
-    finally:
-        local.remove(temp.path)  # no-op once it has been renamed into place
+        with local.TempFile(paths.tmp_dir(pool.base_path), "up-") as temp:
+            try:
+                temp.write(local.iter_file(stream), limit)
+            except local.TooLarge as exc:
+                raise too_large() from exc
+            received = _place(temp, filename, user, pool)
+            if received.duplicate:
+                temp.discard()
+            return received
+    except OSError as exc:
+        if local.is_disk_full(exc):
+            pools.mark_full(pool.id)  # the next upload goes to a pool with room
+            raise storage_full() from exc
+        raise
 
 
-def _place(temp: local.Written, filename: str | None, user: User, pool: StoragePool) -> Received:
+def storage_full() -> UploadRefused:
+    return UploadRefused(507, "storage_full", "The storage pool is full.")
+
+
+def _place(temp: local.TempFile, filename: str | None, user: User, pool: StoragePool) -> Received:
+    """Check the bytes, then write the row and rename the file into place in one step: the
+    row is flushed first (uuid/share-link collisions show there), the file renamed, then the
+    commit; a failure of either undoes both."""
+    temp.fh.flush()
     try:
         with open(temp.path, "rb") as fh:
             found = sniff(fh, float(settings.get("max_image_megapixels")))
@@ -111,7 +130,7 @@ def _place(temp: local.Written, filename: str | None, user: User, pool: StorageP
         return Received(existing, True)
     room = pools.free_bytes(pool)
     if room is not None and room < temp.size:
-        raise UploadRefused(507, "storage_full", "The storage pool is full.")
+        raise storage_full()
 
     now = utcnow()
     for _attempt in range(5):
@@ -135,7 +154,6 @@ def _place(temp: local.Written, filename: str | None, user: User, pool: StorageP
             visibility="unlisted",
             storage_pool_id=pool.id,
         )
-        local.commit_temp(temp.path, final)
         try:
             # Lock the pool row before inserting its child row: the insert's foreign-key
             # check takes a shared lock, and upgrading it later deadlocks with a worker
@@ -147,15 +165,15 @@ def _place(temp: local.Written, filename: str | None, user: User, pool: StorageP
             )
             db.session.add(image)
             db.session.flush()
-            db.session.commit()
         except IntegrityError:
             db.session.rollback()
             existing = _existing(user, temp.sha256)
             if existing is not None:  # the same file arrived twice at once
-                local.remove(final)
                 return Received(existing, True)
-            os.replace(final, temp.path)  # uuid/share_link collision: stage again, new names
-            continue
+            continue  # uuid/share_link collision: new names
+        try:
+            temp.commit(final)
+            db.session.commit()
         except BaseException:
             db.session.rollback()
             local.remove(final)
@@ -260,6 +278,12 @@ def claim_token(token: str | None) -> tuple[User, StoragePool, int]:
     if room is not None and room < int(payload["max_bytes"]):
         raise UploadRefused(507, "storage_full", "The storage pool is full.")
     ttl = max(1, int(payload["exp"] - time.time()) + 60)
-    if not get_redis().set(f"pixelfox:upload-token:{payload['nonce']}", 1, nx=True, ex=ttl):
+    try:
+        fresh = get_redis().set(f"pixelfox:upload-token:{payload['nonce']}", 1, nx=True, ex=ttl)
+    except RedisError as exc:  # single use cannot be checked: refuse rather than allow replays
+        raise UploadRefused(
+            503, "try_again", "Uploads are briefly unavailable; try again in a minute."
+        ) from exc
+    if not fresh:
         raise UploadRefused(409, "token_used", "This upload token was already used.")
     return user, pool, int(payload["max_bytes"])

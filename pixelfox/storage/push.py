@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -20,6 +22,27 @@ def _session() -> requests.Session:
     if session is None:
         session = _local.session = requests.Session()
     return session
+
+
+def secret_safe_url(url: str, allow_insecure: bool = False) -> bool:
+    """May a secret (upload token, REPLICATION_SECRET) travel to this URL? https always; plain
+    http only to loopback or private addresses (a private network), or when the operator
+    allows it explicitly (ALLOW_INSECURE_NODE_URLS=1)."""
+    parts = urlsplit(url or "")
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    if allow_insecure:
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name could resolve anywhere: it needs https
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 class PushError(Exception):

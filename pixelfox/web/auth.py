@@ -60,6 +60,9 @@ def login():
             form.password.errors = [exc.message]
             headers = {"Retry-After": str(exc.retry_after)}
             return render_template("auth/login.html", form=form), 429, headers
+        except ratelimit.Unavailable:  # no throttle, no login: guessing stays expensive
+            form.password.errors = ["Logging in is briefly unavailable; try again in a minute."]
+            return render_template("auth/login.html", form=form), 503, {"Retry-After": "30"}
         if user is None:
             form.password.errors = ["Wrong username/e-mail or password."]
             status = 401
@@ -74,7 +77,10 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """End the session (POST with CSRF, so no link can log someone out)."""
+    """End the session (POST with CSRF, so no link can log someone out). Sessions are signed
+    cookies, so ending this one means ending every session of the account: a copied cookie
+    must not outlive the logout."""
+    accounts.end_sessions(current_user._get_current_object())
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("web.index"))

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from pixelfox.extensions import db, login_manager
 from pixelfox.htmx import is_htmx, wants_json
 from pixelfox.models import User
+from pixelfox.storage import local
 
 UPLOAD_ENDPOINTS = {"web.upload", "api.upload"}
 FORM_LIMIT = 1024 * 1024
@@ -32,6 +33,7 @@ MESSAGES = {
     413: "The upload is too large.",
     429: "Too many requests; please slow down.",
     500: "Something went wrong on our side.",
+    507: "The storage is full; please try again later.",
 }
 
 
@@ -123,14 +125,24 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc):
-        app.logger.exception("unhandled error on %s", request.path)
         db.session.rollback()
+        if local.is_disk_full(exc):  # e.g. TMP_DIR filled up while a form was parsed
+            app.logger.error("no room left on a disk on %s: %s", request.path, exc)
+            return error_response(507, "storage_full", MESSAGES[507])
+        app.logger.exception("unhandled error on %s", request.path)
         return error_response(500, "internal_error", MESSAGES[500])
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
+        """A session names the user and the session generation it was made in; a bumped
+        generation (logout, password change, ...) ends it."""
+        user_id, _, generation = session_id.partition(".")
+        if not user_id.isdigit() or not generation.isdigit():
+            return None
         user = db.session.get(User, int(user_id))
-        return user if user and user.is_active else None
+        if user is None or not user.is_active or user.session_generation != int(generation):
+            return None
+        return user
 
     @login_manager.unauthorized_handler
     def unauthorized():

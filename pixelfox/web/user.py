@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from pixelfox.extensions import db
 from pixelfox.forms import EmptyForm, ImageEditForm, PasswordForm
@@ -82,13 +82,25 @@ def account_settings():
             form.current_password.errors = [str(exc)]
             status = 400
         else:
-            flash("Your password was changed.", "success")
+            login_user(current_user._get_current_object())  # this session goes on
+            flash("Your password was changed; your other sessions were logged out.", "success")
             return redirect(url_for("user.settings"))
     elif request.method == "POST":
         status = 400
     return render_template(
         "user/settings.html", form=form, key_form=EmptyForm(), new_key=None
     ), status
+
+
+@bp.post("/settings/logout-everywhere")
+@login_required
+def logout_everywhere():
+    """End every other session of this account (other browsers, copied cookies)."""
+    user = current_user._get_current_object()
+    accounts.end_sessions(user)
+    login_user(user)  # a new session here, in the new generation
+    flash("Every other session of your account was logged out.", "success")
+    return redirect(url_for("user.settings"))
 
 
 @bp.post("/settings/api-key")

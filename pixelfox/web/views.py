@@ -35,6 +35,22 @@ FLASH_MESSAGES = {
     "upload-too-large": "That file is too large.",
     "upload-unsupported-type": "That file type is not supported.",
 }
+# /flash/upload-error?code=…: fixed texts per error code; request text is never shown.
+UPLOAD_ERRORS = {
+    "empty_file": "That file is empty.",
+    "no_file": "Choose an image file to upload.",
+    "file_too_large": FLASH_MESSAGES["upload-too-large"],
+    "unsupported_type": FLASH_MESSAGES["upload-unsupported-type"],
+    "too_many_pixels": "That image has more pixels than this site accepts.",
+    "damaged_image": "That image file is damaged or incomplete.",
+    "rate_limited": FLASH_MESSAGES["upload-rate-limit"],
+    "uploads_disabled": "Uploads are switched off at the moment.",
+    "storage_full": "The storage is full; please try again later.",
+    "pool_unavailable": "The storage node is not taking uploads; please try again.",
+    "token_used": "That upload was already sent; start again.",
+    "token_expired": "The upload took too long to start; please try again.",
+}
+UPLOAD_ERROR_DEFAULT = "The upload failed; please try again."
 ONE_YEAR = 365 * 24 * 3600
 
 
@@ -128,13 +144,16 @@ def share(link: str):
 
 
 def _view_context(image: Image) -> dict:
-    original = images.file_url(image, image.stored_path)
+    manager = images.is_manager(current_user, image)
+    # Before processing completes the original may still carry GPS: only managers get a link.
+    published = images.is_published(image)
+    original = images.file_url(image, image.stored_path) if published or manager else ""
     return {
         "image": image,
         "grid": images.grid(image) if image.status == "complete" else [],
         "original_url": original,
         "share_url": images.share_url(image),
-        "can_manage": images.is_manager(current_user, image),
+        "can_manage": manager,
     }
 
 
@@ -148,8 +167,8 @@ def serve_file(stored_path: str):
     image = _image_for_path(stored_path)
     if image is None or image.deleted_at is not None:
         abort(404)
-    private = image.visibility == "private"
-    if private and not tokens.check_path(
+    signed = images.needs_signature(image)
+    if signed and not tokens.check_path(
         stored_path, request.args.get("exp"), request.args.get("sig")
     ):
         abort(404)
@@ -176,7 +195,10 @@ def serve_file(stored_path: str):
     resp = _accel_redirect(target, mime) or send_file(
         target, mimetype=mime, conditional=True, etag=True, max_age=0
     )
-    if private:
+    if not images.is_published(image):
+        # Bytes that processing will still rewrite (metadata stripped): kept by no cache.
+        resp.headers["Cache-Control"] = "private, no-store"
+    elif signed:
         resp.headers["Cache-Control"] = "private, max-age=300"
     else:
         resp.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
@@ -220,7 +242,7 @@ def _image_for_path(stored_path: str) -> Image | None:
 def flash_redirect(name: str):
     """Set a message, then go home (never to a URL taken from the request)."""
     if name == "upload-error":
-        message = (request.args.get("msg") or "The upload failed.")[:300]
+        message = UPLOAD_ERRORS.get(request.args.get("code", ""), UPLOAD_ERROR_DEFAULT)
     elif name in FLASH_MESSAGES:
         message = FLASH_MESSAGES[name]
     else:
