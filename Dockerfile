@@ -5,9 +5,11 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY pixelfox ./pixelfox
-RUN pip wheel --wheel-dir /wheels .
+# Exactly the locked versions (hash-checked), then the package itself without resolving again.
+RUN pip wheel --wheel-dir /wheels --require-hashes -r requirements.lock \
+ && pip wheel --wheel-dir /wheels --no-deps .
 
 FROM python:3.11-slim-bookworm
 # ImageMagick's library with the HEIF/AVIF coders only: no CLI tools, no build tools.

@@ -4,15 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-multinode test lint format bench deps system-deps migrate run-worker run-scheduler clean
+.PHONY: run run-multinode test lint format bench deps system-deps migrate lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+# Exact versions with hashes from the lock (pip-tools, compiled from pyproject.toml by `make lock`);
+# the package itself on top, without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+LOCK_FLAGS := -q --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+
+# Refresh the locks after changing dependencies in pyproject.toml (or to take newer releases).
+lock: $(STAMP)
+	$(BIN)/pip-compile $(LOCK_FLAGS) --upgrade -o requirements.lock pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --upgrade --extra dev -o requirements-dev.lock pyproject.toml
 
 system-deps:
 	bash scripts/install-system-deps.sh

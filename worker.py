@@ -10,7 +10,7 @@ from rq import Queue, Worker
 
 from pixelfox import create_app
 from pixelfox.extensions import get_redis
-from pixelfox.jobs.queues import queue_name
+from pixelfox.queues import queue_name
 
 
 def main() -> int:

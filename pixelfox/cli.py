@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from pixelfox.extensions import db, get_redis
+from pixelfox import queues
+from pixelfox.extensions import db
+from pixelfox.jobs import schedule
 from pixelfox.models import User
+from pixelfox.services import accounts, backup, pools
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -21,8 +25,6 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 def users_create(username: str, email: str, password: str, admin: bool) -> None:
     """Create a user (active at once)."""
-    from pixelfox.services import accounts
-
     try:
         user = accounts.create_user(username, email, password, "admin" if admin else "user")
     except accounts.AccountError as exc:
@@ -43,8 +45,6 @@ def users_list() -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def users_set_password(username: str, password: str) -> None:
     """Set a user's password."""
-    from pixelfox.services import accounts
-
     user = accounts.find_login(username)
     if user is None:
         raise click.ClickException(f"no user {username!r}")
@@ -61,15 +61,10 @@ def users_set_password(username: str, password: str) -> None:
 @click.option("--interval", default=5, show_default=True, help="Seconds between checks.")
 def scheduler_command(sync_only: bool, interval: int) -> None:
     """Register the periodic jobs idempotently (fixed ids), then run rq-scheduler."""
-    from flask import current_app
-
-    from pixelfox.jobs import schedule
-    from pixelfox.services import pools
-
     pools.ensure_default_pool()
     node = current_app.config["NODE_ID"]
-    scheduler = schedule.make_scheduler(get_redis(), node, interval)
-    result = schedule.sync(scheduler, schedule.definitions(node, pools.active_nodes()))
+    scheduler = queues.periodic_scheduler(node, interval)
+    result = schedule.sync(scheduler, schedule.definitions(node, pools.node_ids(active_only=True)))
     click.echo(
         f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
         f"{len(result['removed'])} removed"
@@ -80,7 +75,7 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
 
     def wanted() -> list:
         try:
-            return schedule.definitions(node, pools.active_nodes())
+            return schedule.definitions(node, pools.node_ids(active_only=True))
         finally:
             db.session.remove()  # no long transaction: the next sync reads fresh rows
 
@@ -94,10 +89,6 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
 @with_appcontext
 def backup_command(output: str) -> None:
     """Dump the database consistently and list what else to keep per node."""
-    from pathlib import Path
-
-    from pixelfox.services import backup
-
     try:
         manifest = backup.backup(Path(output))
     except backup.BackupError as exc:
@@ -121,10 +112,6 @@ def backup_command(output: str) -> None:
 @with_appcontext
 def restore_command(source: str, yes: bool) -> None:
     """Restore a backup into an empty, migrated database."""
-    from pathlib import Path
-
-    from pixelfox.services import backup
-
     if not yes:
         raise click.ClickException("Pass --yes to restore into this database.")
     try:

@@ -11,6 +11,7 @@ import sys
 import time
 
 from pixelfox.config import ROOT, Config, redis_url, var_dir
+from pixelfox.queues import queue_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         procs[f"worker-{node}"] = subprocess.Popen(
             [sys.executable, "worker.py"], cwd=ROOT, env=node_env
         )
-        print(f"* storage node {node} on http://{cfg.APP_HOST}:{port} (queue node-{node})")
+        print(f"* storage node {node} on http://{cfg.APP_HOST}:{port} (queue {queue_name(node)})")
     print(
         f"* PixelFox on http://{cfg.APP_HOST}:{cfg.APP_PORT}  (node {cfg.NODE_ID}; "
         f"processes: {', '.join(procs)}) — Ctrl-C stops everything"

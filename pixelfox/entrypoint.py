@@ -8,10 +8,20 @@ PIXELFOX_MIGRATE=skip; several web containers starting at once migrate one at a 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
 import time
+
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+
+from pixelfox import create_app
+from pixelfox.config import Config, InsecureSecret, database_url, var_dir
+from pixelfox.config import redis_url as configured_redis_url
+from pixelfox.extensions import db
+from pixelfox.queues import queue_name
 
 ROLES = ("web", "worker", "scheduler", "migrate")
 
@@ -23,15 +33,13 @@ def role_command(role: str, extra: list[str]) -> list[str] | None:
         return ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app", *extra]
     if role == "worker":
         if not redis_url:
-            from pixelfox.config import redis_url as configured
-
-            redis_url = configured()
+            redis_url = configured_redis_url()
         if not redis_url:
             raise SystemExit("worker: set REDIS_URL or CACHE_HOST")
         # Through the environment (rq reads RQ_REDIS_URL), never argv: a password in the URL
         # would show in `ps` for every user of the host.
         os.environ["RQ_REDIS_URL"] = redis_url
-        return ["rq", "worker", "--with-scheduler", *extra, f"node-{node}"]
+        return ["rq", "worker", "--with-scheduler", *extra, queue_name(node)]
     if role == "scheduler":
         return ["flask", "--app", "wsgi", "scheduler", *extra]
     if role == "migrate":
@@ -41,8 +49,6 @@ def role_command(role: str, extra: list[str]) -> list[str] | None:
 
 def refuse_insecure_config() -> None:
     """Stop before doing anything when production secrets are missing or weak."""
-    from pixelfox.config import Config, InsecureSecret
-
     try:
         Config()
     except InsecureSecret as exc:
@@ -51,10 +57,6 @@ def refuse_insecure_config() -> None:
 
 def wait_for_db(timeout: float) -> None:
     """Retry until the database answers, or give up with a clear message."""
-    from sqlalchemy import create_engine, text
-
-    from pixelfox.config import database_url
-
     url = database_url()
     engine = create_engine(url, pool_pre_ping=True)
     deadline = time.monotonic() + timeout
@@ -78,12 +80,6 @@ def wait_for_db(timeout: float) -> None:
 
 def migrate_with_lock(lock_timeout: int = 600) -> str:
     """`flask db upgrade` once: MySQL/MariaDB GET_LOCK, or a file lock for SQLite."""
-    from flask_migrate import upgrade
-    from sqlalchemy import text
-
-    from pixelfox import create_app
-    from pixelfox.extensions import db
-
     app = create_app()
     with app.app_context():
         if db.engine.dialect.name in ("mysql", "mariadb"):
@@ -98,10 +94,6 @@ def migrate_with_lock(lock_timeout: int = 600) -> str:
                 finally:
                     conn.execute(text("SELECT RELEASE_LOCK('pixelfox-migrate')"))
         else:
-            import fcntl
-
-            from pixelfox.config import var_dir
-
             lock_path = var_dir() / "migrate.lock"
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             with open(lock_path, "w") as lock:

@@ -113,6 +113,7 @@ def _reset_state():
     from pixelfox.extensions import db
 
     for table in (
+        "view_flushes",
         "pool_move_items",
         "pool_moves",
         "regen_runs",

@@ -183,7 +183,7 @@ def test_last_failed_attempt_marks_the_image_failed(app, client, auth):
 
 
 def test_scheduler_registration_is_idempotent(app):
-    from pixelfox.extensions import get_redis
+    from pixelfox import queues
     from pixelfox.jobs import schedule
 
     runner = app.test_cli_runner()
@@ -191,15 +191,15 @@ def test_scheduler_registration_is_idempotent(app):
         result = runner.invoke(args=["scheduler", "--sync-only"])
         assert result.exit_code == 0, result.output
     with app.app_context():
-        scheduler = schedule.make_scheduler(get_redis(), "local")
+        scheduler = queues.periodic_scheduler("local")
         ids = [job.id for job in scheduler.get_jobs()]
-    assert len(ids) == 3 and len(set(ids)) == 3
-    assert {i.split("-")[1] for i in ids} == {"pool_stats", "sweeper", "heartbeat"}
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert {i.split("-")[1] for i in ids} == {"pool_stats", "sweeper", "heartbeat", "flush_views"}
     # A changed definition replaces the old job instead of adding a second one.
     with app.app_context():
         changed = [schedule.Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 30, "local")]
         result = schedule.sync(scheduler, changed)
-        assert len(result["removed"]) == 3 and len(result["added"]) == 1
+        assert len(result["removed"]) == 4 and len(result["added"]) == 1
         assert len(list(scheduler.get_jobs())) == 1
 
 

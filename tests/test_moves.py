@@ -168,7 +168,8 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
     """Put one item into the state a crash would leave, then run the job again."""
     from pixelfox.extensions import db
     from pixelfox.models import Image, PoolMove, PoolMoveItem, StoragePool
-    from pixelfox.services import moves
+    from pixelfox.services import move_items, moves
+    from pixelfox.storage.copy import PoolRef
 
     uuids = make_images(app, client, auth, tmp_path, 2)
     source, target = source_pool_id(app), add_pool(app, tmp_path)
@@ -188,9 +189,10 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
         image = db.session.get(Image, item.image_id)
         src = db.session.get(StoragePool, source)
         dst = db.session.get(StoragePool, target)
-        files = moves._files(image, source)
-        for f in files:
-            moves._copy(move, src, dst, f)  # copies exist on the target
+        files = move_items.image_files(image, source)
+        copier = move_items.copier_for(move)
+        for f in files:  # copies exist on the target
+            copier.copy(PoolRef.of(src), PoolRef.of(dst), f)
         if crash == "after_copy":
             item.status = "copying"
         elif crash == "after_verify":
@@ -198,7 +200,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
         elif crash == "after_switch":
             item.status = "verified"
             db.session.commit()
-            assert moves._switch(image, item, src, dst)
+            assert move_items._flip([move_items.Ready(item, image, files, True)], src, dst)
         elif crash == "source_lost_after_copy":
             item.status = "copying"
             Path(src.base_path, image.stored_path).unlink()
@@ -207,7 +209,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
             Path(src.base_path, image.stored_path).unlink()
             Path(dst.base_path, image.stored_path).unlink()
         db.session.commit()
-        result = moves.move_items(
+        result = move_items.move_items(
             move_id, [i.id for i in db.session.execute(db.select(PoolMoveItem)).scalars()]
         )
         state = moves.progress(db.session.get(PoolMove, move_id))
@@ -406,7 +408,7 @@ def test_a_group_switch_falls_back_when_one_image_changed_pool(app, client, auth
     that is not there."""
     from pixelfox.extensions import db
     from pixelfox.models import Image, PoolMove, PoolMoveItem, StoragePool
-    from pixelfox.services import moves
+    from pixelfox.services import move_items
 
     uuids = make_images(app, client, auth, tmp_path, 3)
     source, target = source_pool_id(app), add_pool(app, tmp_path)
@@ -421,15 +423,15 @@ def test_a_group_switch_falls_back_when_one_image_changed_pool(app, client, auth
         q.empty()
         move = db.session.get(PoolMove, move_id)
         items = db.session.execute(db.select(PoolMoveItem).order_by(PoolMoveItem.id)).scalars()
-        throttle = moves._throttle(move_id)
-        group = [moves._prepare(move, item, None, throttle) for item in items]
-        assert all(isinstance(r, moves.Ready) and r.needs_switch for r in group)
+        copier = move_items.copier_for(move)
+        group = [move_items._prepare(move, item, None, copier) for item in items]
+        assert all(isinstance(r, move_items.Ready) and r.needs_switch for r in group)
         # Meanwhile another process moves the second image to a third pool.
         with db.engine.begin() as conn:
             conn.execute(
                 db.update(Image).where(Image.id == group[1].image.id).values(storage_pool_id=other)
             )
-        results = moves._complete(move, group)
+        results = move_items._complete(move, group, copier)
         db.session.commit()
         assert results == ["source_deleted", "skipped", "source_deleted"]
         pools = dict(db.session.execute(db.select(Image.uuid, Image.storage_pool_id)).all())

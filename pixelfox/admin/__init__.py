@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_login import current_user
 
+from pixelfox.extensions import login_manager
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
@@ -12,8 +14,6 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def require_admin():
     """Anonymous → login (401 for API/HTMX callers); signed-in non-admins → 403."""
     if not current_user.is_authenticated:
-        from pixelfox.extensions import login_manager
-
         return login_manager.unauthorized()
     if not current_user.is_admin:
         abort(403)

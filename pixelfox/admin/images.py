@@ -9,7 +9,7 @@ from pixelfox.admin import back_to, bp
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool
 from pixelfox.models.image import STATUSES, VISIBILITIES
-from pixelfox.services import images, regen
+from pixelfox.services import deletion, images, regen
 
 PER_PAGE = 50
 
@@ -27,6 +27,7 @@ def _filters() -> dict:
 
 @bp.get("/images")
 def images_index():
+    """Images: search, filter, page; newest first."""
     f = _filters()
     page = max(request.args.get("page", 1, type=int), 1)
     rows, has_next = images.admin_search(
@@ -59,6 +60,7 @@ def _back():
 
 @bp.post("/images/<uuid>/visibility")
 def image_visibility(uuid: str):
+    """Change an image's visibility."""
     image = _image(uuid)
     try:
         images.update(image, image.title, image.description, request.form.get("visibility", ""))
@@ -71,8 +73,9 @@ def image_visibility(uuid: str):
 
 @bp.post("/images/<uuid>/delete")
 def image_delete(uuid: str):
+    """Delete an image: hidden at once, files removed by a job on its node."""
     image = _image(uuid)
-    images.request_delete(image)
+    deletion.request_delete(image)
     flash(
         f"{image.title or image.uuid} deleted; its files are removed in the background.", "success"
     )

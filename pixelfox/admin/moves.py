@@ -7,9 +7,9 @@ from flask_login import current_user
 
 from pixelfox.admin import bp
 from pixelfox.extensions import db
-from pixelfox.htmx import is_htmx, wants_json
+from pixelfox.htmx import is_htmx, partial_or_page, wants_json
 from pixelfox.models import PoolMove, StoragePool
-from pixelfox.services import moves
+from pixelfox.services import moves, pools
 
 
 @bp.route("/storage/move/<int:pool_id>", methods=["GET", "POST"])
@@ -48,8 +48,7 @@ def move_form(pool_id: int):
 def pool_uploads(pool_id: int):
     """Switch a pool's accepts_uploads (recommended off while it drains)."""
     pool = db.session.get(StoragePool, pool_id) or abort(404)
-    pool.accepts_uploads = request.form.get("accepts_uploads") == "on"
-    db.session.commit()
+    pools.set_accepts_uploads(pool, request.form.get("accepts_uploads") == "on")
     flash(
         f"Pool {pool.name} {'accepts' if pool.accepts_uploads else 'no longer accepts'} uploads.",
         "success",
@@ -86,17 +85,13 @@ def move_detail(move_id: int):
                 for k in ("id", "status", "total", "done", "failed", "skipped", "bytes_moved")
             }
         )
-    failures = (
-        db.session.execute(
-            db.select(moves.PoolMoveItem)
-            .where(moves.PoolMoveItem.move_id == move.id, moves.PoolMoveItem.status == "failed")
-            .limit(50)
-        )
-        .scalars()
-        .all()
+    return partial_or_page(
+        "admin/_move_progress.html",
+        "admin/move.html",
+        move=move,
+        p=data,
+        failures=moves.failed_items(move),
     )
-    template = "admin/_move_progress.html" if is_htmx() else "admin/move.html"
-    return render_template(template, move=move, p=data, failures=failures)
 
 
 @bp.post("/moves/<int:move_id>/<action>")

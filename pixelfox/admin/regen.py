@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from pixelfox.admin import bp
 from pixelfox.extensions import db
-from pixelfox.htmx import is_htmx, wants_json
+from pixelfox.htmx import is_htmx, partial_or_page, wants_json
 from pixelfox.models import RegenRun, StoragePool
 from pixelfox.services import regen
 
@@ -50,16 +50,19 @@ def regen_index():
 
 @bp.get("/regen/<int:run_id>")
 def regen_detail(run_id: int):
+    """A run's live progress (HTMX polls the bar); JSON for scripts."""
     run = db.session.get(RegenRun, run_id) or abort(404)
     p = regen.progress(run)
     if wants_json():
         return jsonify(p)
-    template = "admin/_regen_progress.html" if is_htmx() else "admin/regen_run.html"
-    return render_template(template, run=run, p=p, scopes=regen.SCOPES)
+    return partial_or_page(
+        "admin/_regen_progress.html", "admin/regen_run.html", run=run, p=p, scopes=regen.SCOPES
+    )
 
 
 @bp.post("/regen/<int:run_id>/cancel")
 def regen_cancel(run_id: int):
+    """Cancel a running run; images already rendered keep their files."""
     run = db.session.get(RegenRun, run_id) or abort(404)
     try:
         regen.cancel(run)

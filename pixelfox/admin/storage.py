@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from pixelfox.admin import bp
 from pixelfox.extensions import db
 from pixelfox.models import StoragePool
 from pixelfox.models.storage import STORAGE_TYPES, TIERS
-from pixelfox.services import pools
+from pixelfox.services import heartbeat, pools
 
 
 def _form_values(pool: StoragePool | None) -> dict:
@@ -56,19 +56,6 @@ def storage_edit(pool_id: int):
     return _edit(pool)
 
 
-def _beat_soon(node_id: str) -> None:
-    """Ask the pool's node for a heartbeat now, so its badge shows the new pool within
-    seconds instead of at the next scheduled beat."""
-    from pixelfox.jobs.queues import enqueue_once
-
-    try:
-        enqueue_once(
-            node_id, "pixelfox.jobs.periodic.heartbeat", f"heartbeat-now-{node_id}", timeout=60
-        )
-    except Exception:  # Redis down: the scheduled beat comes anyway
-        current_app.logger.exception("could not queue a heartbeat for node %s", node_id)
-
-
 def _edit(pool: StoragePool | None):
     errors: dict[str, str] = {}
     if request.method == "POST":
@@ -77,7 +64,7 @@ def _edit(pool: StoragePool | None):
         except pools.PoolError as exc:
             errors = exc.errors
         else:
-            _beat_soon(saved.node_id)
+            heartbeat.request_beat(saved.node_id)
             flash(f"Pool {saved.name} saved.", "success")
             return redirect(url_for("admin.storage_index"))
     return render_template(

@@ -9,13 +9,14 @@ from pixelfox.admin import back_to, bp
 from pixelfox.extensions import db
 from pixelfox.models import User
 from pixelfox.models.user import ROLES, STATUSES
-from pixelfox.services import accounts
+from pixelfox.services import accounts, deletion
 
 PER_PAGE = 50
 
 
 @bp.get("/users")
 def users_index():
+    """Users: search by name or e-mail, filter by role and status."""
     q = (request.args.get("q") or "").strip()[:100]
     role = request.args.get("role") if request.args.get("role") in ROLES else ""
     status = request.args.get("status") or ""
@@ -43,6 +44,7 @@ def _back():
 
 @bp.post("/users/<int:user_id>")
 def user_update(user_id: int):
+    """Change a user's role and status."""
     user = db.session.get(User, user_id) or abort(404)
     try:
         accounts.admin_update(
@@ -57,9 +59,10 @@ def user_update(user_id: int):
 
 @bp.post("/users/<int:user_id>/delete")
 def user_delete(user_id: int):
+    """Disable an account at once; its images, then the row, are deleted by jobs."""
     user = db.session.get(User, user_id) or abort(404)
     try:
-        accounts.request_delete(current_user, user)
+        deletion.request_account_delete(current_user, user)
     except accounts.AccountError as exc:
         flash(f"{user.username}: {exc}", "error")
         return _back()

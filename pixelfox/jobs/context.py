@@ -7,6 +7,10 @@ import functools
 import logging
 
 from flask import has_app_context
+from rq import get_current_job
+
+from pixelfox import create_app
+from pixelfox.extensions import db
 
 _app = None
 
@@ -14,16 +18,12 @@ _app = None
 def job_app():
     global _app
     if _app is None:
-        from pixelfox import create_app
-
         _app = create_app()
     return _app
 
 
 def get_job_logger(name: str) -> logging.LoggerAdapter:
     """A logger that puts the RQ job id in every line."""
-    from rq import get_current_job
-
     job = get_current_job()
     return logging.LoggerAdapter(logging.getLogger(name), {"job_id": job.id if job else "-"})
 
@@ -42,8 +42,6 @@ def with_app_context(func):
 def _run(func, args, kwargs):
     """Each job gets a fresh DB session: a worker that keeps one app context for many jobs
     must not read an old transaction's snapshot (MySQL REPEATABLE READ)."""
-    from pixelfox.extensions import db
-
     db.session.remove()
     try:
         return func(*args, **kwargs)

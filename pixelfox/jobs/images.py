@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from rq import get_current_job
+
 from pixelfox.jobs.context import get_job_logger, with_app_context
+from pixelfox.services import deletion, processing
 
 
 @with_app_context
 def process_image(image_id: int, force: bool = False) -> str:
     """Make the variants of one image (`force`: render again even if complete)."""
-    from rq import get_current_job
-
-    from pixelfox.services import processing
-
     log = get_job_logger(__name__)
     try:
         result = processing.process(image_id, force=force)
@@ -28,9 +27,7 @@ def process_image(image_id: int, force: bool = False) -> str:
 @with_app_context
 def delete_image(image_id: int) -> str:
     """Remove an image's files, then its rows."""
-    from pixelfox.services import images
-
-    result = images.delete_now(image_id)
+    result = deletion.delete_now(image_id)
     get_job_logger(__name__).info("delete_image %s → %s", image_id, result)
     return result
 
@@ -38,8 +35,6 @@ def delete_image(image_id: int) -> str:
 @with_app_context
 def delete_user(user_id: int) -> str:
     """Delete an account's images through their nodes' delete jobs, then the account."""
-    from pixelfox.services import accounts
-
-    result = accounts.continue_delete(user_id)
+    result = deletion.continue_account_delete(user_id)
     get_job_logger(__name__).info("delete_user %s → %s", user_id, result)
     return result

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pixelfox.jobs.context import get_job_logger, with_app_context
+from pixelfox.services import move_items, move_plan
 
 
 @with_app_context
 def pool_move_enqueue(move_id: int) -> int:
     """Plan a move in batches of 200 by id cursor and queue the copy jobs."""
-    from pixelfox.services import moves
-
-    planned = moves.plan(move_id)
+    planned = move_plan.plan(move_id)
     get_job_logger(__name__).info("pool_move_enqueue %s planned %s items", move_id, planned)
     return planned
 
@@ -18,8 +17,6 @@ def pool_move_enqueue(move_id: int) -> int:
 @with_app_context
 def move_image(move_id: int, item_ids: list[int]) -> dict:
     """Move a batch of images of one move (one job per batch, not per tiny file)."""
-    from pixelfox.services import moves
-
-    result = moves.move_items(move_id, item_ids)
+    result = move_items.move_items(move_id, item_ids)
     get_job_logger(__name__).info("move_image %s %s → %s", move_id, item_ids[:3], result)
     return result

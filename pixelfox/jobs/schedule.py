@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from pixelfox.jobs.queues import queue_name
+from pixelfox.queues import queue_name
 
 log = logging.getLogger(__name__)
 PREFIX = "periodic-"
@@ -38,18 +38,16 @@ class Periodic:
 
 
 def definitions(app_node: str, nodes: list[str] | None = None) -> list[Periodic]:
-    """pool_stats and sweeper on the app node; a heartbeat into every node's queue."""
+    """pool_stats, sweeper and flush_views on the app node; a heartbeat into every node's
+    queue."""
     wanted = [
         Periodic("pool_stats", "pixelfox.jobs.periodic.pool_stats", 300, app_node),
         Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 60, app_node),
+        Periodic("flush_views", "pixelfox.jobs.periodic.flush_views", 60, app_node),
     ]
     for node in sorted(set(nodes or []) | {app_node}):
         wanted.append(Periodic("heartbeat", "pixelfox.jobs.periodic.heartbeat", 60, node, 60))
     return wanted
-
-
-def make_scheduler(redis, node_id: str, interval: int = 5) -> Scheduler:
-    return Scheduler(queue_name=queue_name(node_id), connection=redis, interval=interval)
 
 
 def sync(scheduler: Scheduler, wanted: list[Periodic]) -> dict[str, list[str]]:

@@ -1,6 +1,6 @@
 """Typed SQLAlchemy models (SPEC §3)."""
 
-from pixelfox.models.image import Image, ImageVariant
+from pixelfox.models.image import Image, ImageVariant, ViewFlush
 from pixelfox.models.move import PoolMove, PoolMoveItem
 from pixelfox.models.regen import RegenRun
 from pixelfox.models.setting import Setting
@@ -16,4 +16,5 @@ __all__ = [
     "Setting",
     "StoragePool",
     "User",
+    "ViewFlush",
 ]

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pixelfox.extensions import db
-from pixelfox.models.base import PreciseDateTime, Timestamps
+from pixelfox.models.base import PreciseDateTime, Timestamps, utcnow
 
 STATUSES = ("pending", "processing", "complete", "failed")
 VISIBILITIES = ("public", "unlisted", "private")
@@ -52,6 +52,8 @@ class Image(Timestamps, db.Model):
     visibility: Mapped[str] = mapped_column(String(16), default="unlisted")
     storage_pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
     view_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The latest view, written with the batched view counts (services.viewcounts).
+    last_viewed_at: Mapped[datetime | None] = mapped_column(DateTime)
     processed_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     # Set when deletion is requested: hidden everywhere at once; the delete job removes
     # files, then rows.
@@ -90,3 +92,13 @@ class ImageVariant(db.Model):
     storage_pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
 
     image = relationship("Image", back_populates="variants")
+
+
+class ViewFlush(db.Model):
+    """One chunk of batched view counts, recorded in the transaction that applies it, so a
+    retried flush never counts it twice (kept two days)."""
+
+    __tablename__ = "view_flushes"
+
+    flush_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

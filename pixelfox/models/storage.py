@@ -31,9 +31,5 @@ class StoragePool(Timestamps, db.Model):
     accepts_uploads: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(Text)
 
-    @property
-    def queue_name(self) -> str:
-        return f"node-{self.node_id}"
-
     def __repr__(self) -> str:
         return f"<StoragePool {self.name}@{self.node_id}>"

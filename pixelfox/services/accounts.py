@@ -12,9 +12,10 @@ from sqlalchemy import func, or_
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pixelfox.extensions import db
-from pixelfox.models import User
+from pixelfox.models import Image, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import ratelimit
+from pixelfox.models.user import ROLES, STATUSES
+from pixelfox.services import like_pattern, ratelimit
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -180,8 +181,6 @@ def admin_search(
 ) -> tuple[list[User], bool]:
     """One page of users (newest first) matching the admin filters, and whether there is a
     next page. `status` may also be "deleting" (deletion in progress)."""
-    from pixelfox.services import like_pattern
-
     query = db.select(User)
     if q:
         pattern = like_pattern(q)
@@ -206,8 +205,6 @@ def admin_search(
 
 def image_stats(user_ids: list[int]) -> dict[int, tuple[int, int]]:
     """{user id: (images, bytes of originals)} for these users (deleted images left out)."""
-    from pixelfox.models import Image
-
     if not user_ids:
         return {}
     rows = db.session.execute(
@@ -218,7 +215,7 @@ def image_stats(user_ids: list[int]) -> dict[int, tuple[int, int]]:
     return {uid: (int(n), int(size)) for uid, n, size in rows}
 
 
-def _other_active_admins(user: User) -> int:
+def other_active_admins(user: User) -> int:
     return db.session.execute(
         db.select(func.count(User.id)).where(
             User.role == "admin",
@@ -232,8 +229,6 @@ def _other_active_admins(user: User) -> int:
 def admin_update(actor: User, user: User, role: str, status: str) -> None:
     """Change a user's role and status. Admins cannot lock themselves out, and the last
     active admin stays an active admin."""
-    from pixelfox.models.user import ROLES, STATUSES
-
     if role not in ROLES:
         raise AccountError("Role must be user or admin.")
     if status not in STATUSES:
@@ -243,94 +238,10 @@ def admin_update(actor: User, user: User, role: str, status: str) -> None:
     losing_admin = user.is_admin and user.is_active and (role != "admin" or status != "active")
     if losing_admin and user.id == actor.id:
         raise AccountError("You cannot demote or disable your own account.")
-    if losing_admin and not _other_active_admins(user):
+    if losing_admin and not other_active_admins(user):
         raise AccountError("This is the last active admin; promote someone else first.")
     ending = user.status == "active" and status != "active"
     user.role, user.status = role, status
     db.session.commit()
     if ending:  # re-enabling later must not bring the old sessions back
         end_sessions(user)
-
-
-def request_delete(actor: User, user: User) -> None:
-    """Disable the account at once (sessions and API key stop working), hide its images, and
-    let jobs delete the files; the row goes when its last image has gone."""
-    if user.id == actor.id:
-        raise AccountError("You cannot delete your own account here.")
-    if user.is_admin and user.is_active and not _other_active_admins(user):
-        raise AccountError("This is the last active admin; promote someone else first.")
-    from pixelfox.jobs.queues import enqueue_once
-    from pixelfox.models import Image
-
-    if user.deleted_at is None:
-        user.deleted_at = utcnow()
-    user.status = "disabled"
-    user.api_key_hash = user.api_key_prefix = None
-    user.session_generation = (user.session_generation or 0) + 1
-    db.session.execute(  # hidden everywhere at once; files go with the delete jobs
-        db.update(Image)
-        .where(Image.user_id == user.id, Image.deleted_at.is_(None))
-        .values(deleted_at=user.deleted_at)
-    )
-    db.session.commit()
-    try:
-        enqueue_once(
-            current_app.config["NODE_ID"],
-            "pixelfox.jobs.images.delete_user",
-            f"delete-user-{user.id}",
-            user.id,
-        )
-    except Exception:  # Redis down: the sweeper carries on with users marked deleted
-        current_app.logger.exception("could not queue deletion of user %s", user.id)
-
-
-def continue_delete(user_id: int) -> str:
-    """One idempotent step of deleting a user: mark their images deleted and queue the file
-    deletions; drop the row once no image is left. Run by the job and by the sweeper."""
-    from pixelfox.jobs.queues import delete_job_id, is_live
-    from pixelfox.models import Image
-    from pixelfox.services import images
-
-    user = db.session.get(User, user_id)
-    if user is None:
-        return "gone"
-    if user.deleted_at is None:
-        return "not-requested"
-    now = utcnow()
-    db.session.execute(
-        db.update(Image)
-        .where(Image.user_id == user.id, Image.deleted_at.is_(None))
-        .values(deleted_at=now)
-    )
-    db.session.commit()
-    left = db.session.execute(
-        db.select(Image).where(Image.user_id == user.id).order_by(Image.id).limit(5000)
-    ).scalars()
-    waiting = 0
-    for image in left:
-        waiting += 1
-        if not is_live(delete_job_id(image.uuid)):
-            images.queue_delete(image)
-    if waiting:
-        return f"waiting for {waiting} images"
-    return finish_delete(user.id)
-
-
-def finish_delete(user_id: int) -> str:
-    """Drop a deleted user's row if none of their images is left."""
-    from pixelfox.models import Image, PoolMove, RegenRun
-
-    user = db.session.get(User, user_id)
-    if user is None or user.deleted_at is None:
-        return "gone" if user is None else "not-requested"
-    if db.session.execute(db.select(Image.id).where(Image.user_id == user.id).limit(1)).first():
-        return "images left"
-    db.session.execute(
-        db.update(PoolMove).where(PoolMove.created_by == user.id).values(created_by=None)
-    )
-    db.session.execute(
-        db.update(RegenRun).where(RegenRun.created_by == user.id).values(created_by=None)
-    )
-    db.session.delete(user)
-    db.session.commit()
-    return "deleted"

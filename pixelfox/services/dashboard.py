@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
-from rq import Queue, Worker
-from rq.job import Job
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from flask import current_app
 from sqlalchemy import func
 
+from pixelfox import queues
 from pixelfox.extensions import db, get_redis
-from pixelfox.jobs.queues import queue_name
-from pixelfox.models import Image, ImageVariant, PoolMove, StoragePool, User
+from pixelfox.models import Image, ImageVariant, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import heartbeat, moves
+from pixelfox.services import heartbeat, moves, pools, regen
 
 TOTALS_KEY = "pixelfox:stats:variants"
 TOTALS_TTL = 15 * 60  # pool_stats refreshes it every 5 minutes
@@ -23,8 +22,6 @@ TOTALS_TTL = 15 * 60  # pool_stats refreshes it every 5 minutes
 def variant_count(refresh: bool = False) -> tuple[int, float]:
     """(variant rows, when counted). Counting 800 000 rows takes most of a second, so the
     number is kept in Redis, refreshed by the pool_stats job (and counted here on a miss)."""
-    import json
-
     redis = get_redis()
     if not refresh:
         raw = redis.get(TOTALS_KEY)
@@ -96,83 +93,46 @@ def chart(points: list[tuple[str, int]], width: int = 600, height: int = 120) ->
 
 
 def node_names() -> list[str]:
-    nodes = set(db.session.execute(db.select(StoragePool.node_id).distinct()).scalars())
-    nodes |= set(heartbeat.latest()[0])
-    return sorted(nodes)
+    """Every node: those holding pools, and any other that sends heartbeats."""
+    return sorted(set(pools.node_ids()) | set(heartbeat.latest()[0]))
 
 
-def queues() -> list[dict]:
+def queues_overview() -> list[dict]:
     """Per node: queued, started (with duration), failed, scheduled, workers."""
-    redis = get_redis()
-    workers = Worker.all(connection=redis)
-    now = time.time()
-    out = []
-    for node in node_names():
-        q = Queue(queue_name(node), connection=redis)
-        started_reg = StartedJobRegistry(queue=q)
-        started = []
-        for job in Job.fetch_many(started_reg.get_job_ids()[:50], connection=redis):
-            if job is not None:
-                began = job.started_at.timestamp() if job.started_at else None
-                started.append(
-                    {
-                        "id": job.id,
-                        "description": job.description,
-                        "seconds": int(now - began) if began else None,
-                    }
-                )
-        failed_reg = FailedJobRegistry(queue=q)
-        failed = []
-        for job in Job.fetch_many(failed_reg.get_job_ids(0, 49), connection=redis):
-            if job is not None:
-                result = job.latest_result()
-                failed.append(
-                    {
-                        "id": job.id,
-                        "description": job.description,
-                        "ended_at": job.ended_at,
-                        "traceback": (result.exc_string if result else None) or job.exc_info or "",
-                    }
-                )
-        node_workers = [w for w in workers if q.name in w.queue_names()]
-        depth = q.count
-        out.append(
-            {
-                "node": node,
-                "queue": q.name,
-                "queued": depth,
-                "started": started,
-                "failed_count": failed_reg.count,
-                "failed": failed,
-                "scheduled": ScheduledJobRegistry(queue=q).count,
-                "workers": [
-                    {"name": w.name, "state": w.get_state(), "last_heartbeat": w.last_heartbeat}
-                    for w in node_workers
-                ],
-                "no_worker": (depth > 0 or started) and not node_workers,
-            }
-        )
-    return out
+    return queues.overview(node_names())
 
 
 def periodic_jobs() -> list[dict]:
     """Scheduled periodic jobs and their next run (rq-scheduler)."""
-    from flask import current_app
+    return queues.periodic_jobs(current_app.config["NODE_ID"])
 
-    from pixelfox.jobs import schedule
 
-    scheduler = schedule.make_scheduler(get_redis(), current_app.config["NODE_ID"])
-    out = []
-    for job, when in scheduler.get_jobs(with_times=True):
-        out.append(
+STALE_AFTER = 180  # seconds: a node whose heartbeat is older is shown red
+
+
+def nodes_overview() -> tuple[list[dict], dict[int, dict]]:
+    """Every node with its last beat, pools, queue depth and workers (for /admin/nodes), and
+    the pools' latest heartbeats."""
+    node_states, pool_states = heartbeat.latest()
+    all_pools = db.session.execute(db.select(StoragePool).order_by(StoragePool.id)).scalars().all()
+    queue_rows = {q["node"]: q for q in queues.overview(node_names(), details=False)}
+    now = time.time()
+    rows = []
+    for node in node_names():
+        state = node_states.get(node)
+        age = int(now - state["at"]) if state else None
+        rows.append(
             {
-                "id": job.id,
-                "description": job.description,
-                "next_run": when,
-                "interval": job.meta.get("interval"),
+                "node": node,
+                "state": state,
+                "age": age,
+                "stale": age is None or age > STALE_AFTER,
+                "pools": [p for p in all_pools if p.node_id == node],
+                "depth": queue_rows[node]["queued"],
+                "workers": len(queue_rows[node]["workers"]),
             }
         )
-    return sorted(out, key=lambda j: j["id"])
+    return rows, pool_states
 
 
 def running_moves() -> list[dict]:
@@ -190,9 +150,6 @@ def running_moves() -> list[dict]:
 
 
 def running_regens() -> list[dict]:
-    from pixelfox.models import RegenRun
-    from pixelfox.services import regen
-
     rows = db.session.execute(
         db.select(RegenRun)
         .where(RegenRun.status == "running")
@@ -216,18 +173,46 @@ def recent_failures(limit: int = 10) -> list[Image]:
 
 
 def retry_failed_job(job_id: str) -> bool:
-    try:
-        job = Job.fetch(job_id, connection=get_redis())
-    except Exception:
-        return False
-    FailedJobRegistry(queue=Queue(job.origin, connection=get_redis())).requeue(job_id)
-    return True
+    return queues.retry_failed_job(job_id)
 
 
 def delete_failed_job(job_id: str) -> bool:
-    try:
-        job = Job.fetch(job_id, connection=get_redis())
-    except Exception:
-        return False
-    job.delete()
-    return True
+    return queues.delete_failed_job(job_id)
+
+
+def widgets() -> dict:
+    """Everything the dashboard shows (the page, and its HTMX refresh)."""
+    nodes, pool_states = heartbeat.latest()
+    all_pools = (
+        db.session.execute(db.select(StoragePool).order_by(StoragePool.node_id, StoragePool.id))
+        .scalars()
+        .all()
+    )
+    now = time.time()
+    by_node = {q["node"]: q for q in queues.overview(node_names(), details=False)}
+    return {
+        "totals": totals(),
+        "chart": chart(uploads_per_day(30)),
+        "pools": all_pools,
+        "badges": {p.id: heartbeat.badge(pool_states.get(p.id), now) for p in all_pools},
+        "nodes": [
+            {
+                "node": n,
+                "age": int(now - nodes[n]["at"]) if nodes.get(n) else None,
+                "depth": by_node[n]["queued"],
+                "workers": len(by_node[n]["workers"]),
+            }
+            for n in by_node
+        ],
+        "moves": running_moves(),
+        "regens": running_regens(),
+        "failures": recent_failures(),
+    }
+
+
+def pool_badges() -> tuple[dict[int, tuple[str, str]], dict[int, dict]]:
+    """({pool id: badge}, {pool id: latest heartbeat}) for the storage page's live cells."""
+    _nodes, states = heartbeat.latest()
+    now = time.time()
+    ids = db.session.execute(db.select(StoragePool.id)).scalars().all()
+    return {pid: heartbeat.badge(states.get(pid), now) for pid in ids}, states

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from flask import current_app
 from sqlalchemy import text
 
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import StoragePool
-from pixelfox.storage import local
+from pixelfox.services import pools
 
 
 def report() -> dict:
@@ -57,30 +55,13 @@ def public(report: dict) -> dict:
 
 
 def pool_health(pool: StoragePool) -> dict:
-    base = pool.base_path
-    writable = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
-    free, total = local.disk_usage(base) if os.path.isdir(base) else (0, 0)
-    room = None if not pool.max_size else max(0, pool.max_size - (pool.used_size or 0))
-    full = room is not None and room <= 0
+    disk = pools.disk_state(pool)
     return {
         "id": pool.id,
         "name": pool.name,
         "is_active": pool.is_active,
-        "status": "ok" if writable and not full else "down",
-        "writable": writable,
-        "full": full,
-        "disk_free": free,
-        "disk_total": total,
+        "status": "ok" if disk["writable"] and not disk["full"] else "down",
+        **disk,
         "used_size": pool.used_size,
         "max_size": pool.max_size,
     }
-
-
-def upload_health() -> dict[int, dict]:
-    """Latest heartbeat per pool id, for placement (empty when Redis has none)."""
-    from pixelfox.services import heartbeat
-
-    try:
-        return heartbeat.latest()[1]
-    except Exception:  # no heartbeat data: place by the DB alone
-        return {}

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
+import logging
 import time
 
 import requests
 from flask import current_app
-from rq import Queue
+from redis.exceptions import RedisError
 
+from pixelfox import queues
 from pixelfox.extensions import db, get_redis
-from pixelfox.jobs.queues import queue_name
 from pixelfox.models import StoragePool
 from pixelfox.services import pools as pool_service
-from pixelfox.storage import local
+
+log = logging.getLogger(__name__)
 
 TTL = 120
 POOL_KEY = "pixelfox:heartbeat:pool:{}"
@@ -33,25 +34,18 @@ def probe_upload_api(url: str | None) -> bool | None:
 
 
 def pool_state(pool: StoragePool) -> dict:
-    base = pool.base_path
-    writable = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
-    free, total = local.disk_usage(base) if os.path.isdir(base) else (0, 0)
-    room = None if not pool.max_size else max(0, pool.max_size - (pool.used_size or 0))
+    """A pool as its node sees it (disk, upload API), for the heartbeat."""
+    disk = pool_service.disk_state(pool)
     reachable = probe_upload_api(pool.upload_api_url)
-    full = (room is not None and room <= 0) or (writable and free < 64 * 1024 * 1024)
-    healthy = writable and not full and reachable is not False
     return {
         "pool_id": pool.id,
         "node_id": pool.node_id,
         "name": pool.name,
-        "writable": writable,
+        **disk,
         "upload_api_reachable": reachable,
-        "full": full,
-        "disk_free": free,
-        "disk_total": total,
         "used": pool.used_size,
         "capacity": pool.max_size,
-        "healthy": healthy,
+        "healthy": disk["writable"] and not disk["full"] and reachable is not False,
         "at": time.time(),
     }
 
@@ -70,7 +64,7 @@ def beat() -> dict:
         if not state["full"]:  # room again: placement may use it before the mark expires
             pool_service.clear_full(state["pool_id"])
     temp_removed = pool_service.remove_dead_temp_files(deep=False)
-    depth = Queue(queue_name(node), connection=redis).count
+    depth = queues.depth(node)
     node_state = {
         "node_id": node,
         "at": time.time(),
@@ -101,6 +95,29 @@ def latest() -> tuple[dict[str, dict], dict[int, dict]]:
     raws = redis.mget([POOL_KEY.format(i) for i in pool_ids]) if pool_ids else []
     pool_states = {i: json.loads(r) for i, r in zip(pool_ids, raws, strict=False) if r}
     return node_states, pool_states
+
+
+def pool_states() -> dict[int, dict]:
+    """Latest heartbeat per pool id, for placement; empty when Redis has none or is down
+    (placement then goes by the database alone)."""
+    try:
+        return latest()[1]
+    except RedisError:
+        return {}
+
+
+def request_beat(node_id: str) -> None:
+    """Ask a node for a heartbeat now (after its pools changed), so badges show the change
+    within seconds instead of at the next scheduled beat."""
+    try:
+        queues.enqueue_once(
+            node_id,
+            "pixelfox.jobs.periodic.heartbeat",
+            queues.job_id("heartbeat-now", node_id),
+            timeout=60,
+        )
+    except RedisError:  # the scheduled beat comes anyway
+        log.warning("could not queue a heartbeat for node %s", node_id)
 
 
 def badge(state: dict | None, now: float | None = None) -> tuple[str, str]:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from urllib.parse import urlencode
 
 from flask import current_app
+from sqlalchemy import or_
 
 from pixelfox.extensions import db
-from pixelfox.jobs.queues import delete_job_id, enqueue_once
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import tokens
-from pixelfox.storage import local, paths
+from pixelfox.services import like_pattern, tokens, uploads
 
-log = logging.getLogger(__name__)
 SIZES_ORDER = ("small", "medium", "full")
 FORMAT_ORDER = ("original", "webp", "avif")
 
@@ -188,61 +185,6 @@ def update(image: Image, title: str | None, description: str | None, visibility:
     db.session.commit()
 
 
-def request_delete(image: Image) -> None:
-    """Hide the image at once; the delete job on the pool's node removes files, then rows."""
-    if image.deleted_at is None:
-        image.deleted_at = utcnow()
-        db.session.commit()
-    queue_delete(image)
-
-
-def queue_delete(image: Image) -> None:
-    try:
-        enqueue_once(
-            image.pool.node_id,
-            "pixelfox.jobs.images.delete_image",
-            delete_job_id(image.uuid),
-            image.id,
-        )
-    except Exception:  # Redis down: the sweeper picks up images marked deleted
-        log.exception("could not queue deletion of %s", image.uuid)
-
-
-def delete_now(image_id: int) -> str:
-    """Remove an image's files, then its rows. Idempotent: a missing file or row is fine."""
-    image = db.session.get(Image, image_id)
-    if image is None:
-        return "gone"
-    if image.deleted_at is None:
-        return "not-requested"
-    files = {(image.storage_pool_id, image.stored_path)}
-    files |= {(v.storage_pool_id, v.stored_path) for v in image.variants}
-    freed = {}
-    for pool_id, rel in files:
-        pool = db.session.get(StoragePool, pool_id)
-        target = paths.resolve(pool.base_path, rel)
-        size = target.stat().st_size if target.exists() else 0
-        if local.remove(target):
-            freed[pool_id] = freed.get(pool_id, 0) + size
-    user_id = image.user_id
-    db.session.delete(image)  # variant rows go with it (ORM cascade)
-    for pool_id, size in freed.items():
-        db.session.execute(
-            db.update(StoragePool)
-            .where(StoragePool.id == pool_id)
-            .values(
-                used_size=db.case(
-                    (StoragePool.used_size > size, StoragePool.used_size - size), else_=0
-                )
-            )
-        )
-    db.session.commit()
-    from pixelfox.services import accounts
-
-    accounts.finish_delete(user_id)  # the last image of a deleted account takes the row along
-    return "deleted"
-
-
 # --- Administration (/admin/images) --------------------------------------------------------
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -259,10 +201,6 @@ def admin_search(
 ) -> tuple[list[Image], bool]:
     """One page of images (newest first) matching the admin filters, and whether there is a
     next page. `q` is a UUID, a share link, or text found in the title or file name."""
-    from sqlalchemy import or_
-
-    from pixelfox.services import like_pattern
-
     query = db.select(Image).where(Image.deleted_at.is_(None))
     if q and UUID_RE.match(q.lower()):
         query = query.where(Image.uuid == q.lower())
@@ -317,8 +255,6 @@ def list_thumbnail(image: Image) -> str | None:
 
 def reprocess(image: Image) -> None:
     """Render an image again on its node, even if it is complete (forced)."""
-    from pixelfox.services.uploads import queue_processing
-
     image.status, image.error, image.updated_at = "pending", None, utcnow()
     db.session.commit()
-    queue_processing(image, force=True)
+    uploads.queue_processing(image, force=True)

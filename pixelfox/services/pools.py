@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -12,6 +14,7 @@ from sqlalchemy import func
 
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import Image, ImageVariant, StoragePool
+from pixelfox.models.storage import STORAGE_TYPES, TIERS
 from pixelfox.storage import local, paths, push
 
 log = logging.getLogger(__name__)
@@ -63,15 +66,12 @@ def _name_taken(name: str) -> bool:
     )
 
 
-def active_nodes() -> list[str]:
-    """Every node that holds an active pool."""
-    return sorted(
-        set(
-            db.session.execute(
-                db.select(StoragePool.node_id).where(StoragePool.is_active.is_(True))
-            ).scalars()
-        )
-    )
+def node_ids(active_only: bool = False) -> list[str]:
+    """The nodes that hold pools (only active pools, with `active_only`)."""
+    q = db.select(StoragePool.node_id).distinct()
+    if active_only:
+        q = q.where(StoragePool.is_active.is_(True))
+    return sorted(db.session.execute(q).scalars())
 
 
 FULL_KEY = "pixelfox:pool-full:{}"
@@ -124,10 +124,26 @@ def remove_dead_temp_files(max_age: int = TEMP_MAX_AGE, deep: bool = True) -> in
     return removed
 
 
-def free_bytes(pool: StoragePool) -> int | None:
-    if not pool.max_size:
-        return None
-    return max(0, pool.max_size - (pool.used_size or 0))
+DISK_MARGIN = 64 * 1024 * 1024  # a filesystem with less free than this counts as full
+
+
+def room(pool: StoragePool, disk_free: int | None = None) -> int | None:
+    """Bytes the pool can still take: what its capacity leaves (max_size - used_size) and,
+    when known, its filesystem's free space, whichever is smaller; None = no limit known."""
+    left = None if not pool.max_size else max(0, pool.max_size - (pool.used_size or 0))
+    if disk_free is None:
+        return left
+    return max(0, disk_free) if left is None else min(left, max(0, disk_free))
+
+
+def disk_state(pool: StoragePool) -> dict:
+    """What this node sees of a pool's directory: writable, free and total bytes, full."""
+    base = pool.base_path
+    writable = os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)
+    free, total = local.disk_usage(base) if os.path.isdir(base) else (0, 0)
+    left = room(pool)
+    full = (left is not None and left <= 0) or (writable and free < DISK_MARGIN)
+    return {"writable": writable, "disk_free": free, "disk_total": total, "full": full}
 
 
 def choose_pool(
@@ -154,8 +170,8 @@ def choose_pool(
         state = health.get(pool.id)
         if state is not None and not state.get("healthy", True):
             continue
-        room = free_bytes(pool)
-        if pool.id in disk_full or (room is not None and room < size):
+        left = room(pool)
+        if pool.id in disk_full or (left is not None and left < size):
             full = True
             continue
         return pool
@@ -216,8 +232,6 @@ def _flag(value) -> bool:
 
 
 def _url(value: str, field: str, errors: dict) -> str | None:
-    from urllib.parse import urlsplit
-
     value = (value or "").strip().rstrip("/")
     if not value:
         return None
@@ -229,10 +243,6 @@ def _url(value: str, field: str, errors: dict) -> str | None:
 
 def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
     """Validate and store a pool from form fields (SPEC §5 names). Raises PoolError."""
-    import os
-
-    from pixelfox.models.storage import STORAGE_TYPES, TIERS
-
     errors: dict[str, str] = {}
     name = (data.get("name") or "").strip()
     if not name or len(name) > 64:
@@ -315,6 +325,12 @@ def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
         db.session.add(pool)
     db.session.commit()
     return pool
+
+
+def set_accepts_uploads(pool: StoragePool, accepts: bool) -> None:
+    """Switch new uploads into a pool on or off (off while it drains)."""
+    pool.accepts_uploads = accepts
+    db.session.commit()
 
 
 def delete_pool(pool: StoragePool) -> None:

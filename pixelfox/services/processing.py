@@ -26,6 +26,10 @@ class StorageFull(RuntimeError):
     """The pool's disk is full: nothing was written; the job retries later."""
 
 
+# pixelfox.imaging.variants is imported inside the functions below: importing it loads
+# ImageMagick, which only workers may do (the web imports this module through regen).
+
+
 def plan(image: Image, pool: StoragePool, opts: dict):
     from pixelfox.imaging.variants import Target
 

@@ -14,16 +14,16 @@ import logging
 
 from flask import current_app
 
-from pixelfox.extensions import db, get_redis
-from pixelfox.jobs.queues import enqueue_once, forget, is_live
+from pixelfox import queues
+from pixelfox.extensions import db
 from pixelfox.models import Image, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
+from pixelfox.services import pools, processing
 
 log = logging.getLogger(__name__)
 BATCH = 20  # images per job: one job per image would be mostly overhead for thumbnails
 PLAN_CHUNK = 500
 SCOPES = {"all": "Regenerate every variant", "failed": "Re-run processing of failed images"}
-JOBS_TTL = 7 * 24 * 3600
 
 
 class RegenError(ValueError):
@@ -88,20 +88,13 @@ def start(pool: StoragePool | None, scope: str, actor: User | None) -> RegenRun:
     return run
 
 
-def _jobs_key(run_id: int) -> str:
-    return f"pixelfox:regen:{run_id}:jobs"
-
-
-def _remember(run_id: int, job_id: str) -> None:
-    redis = get_redis()
-    redis.sadd(_jobs_key(run_id), job_id)
-    redis.expire(_jobs_key(run_id), JOBS_TTL)
+def job_prefix(run_id: int) -> str:
+    return queues.run_prefix("regen", run_id)
 
 
 def queue_planner(run: RegenRun) -> None:
-    job_id = f"regen-{run.id}-plan"
-    _remember(run.id, job_id)
-    enqueue_once(current_app.config["NODE_ID"], "pixelfox.jobs.regen.regen_plan", job_id, run.id)
+    node = current_app.config["NODE_ID"]
+    queues.queue_planner(node, "regen", run.id, "pixelfox.jobs.regen.regen_plan")
 
 
 def plan(run_id: int) -> int:
@@ -128,9 +121,13 @@ def plan(run_id: int) -> int:
         for node, ids in by_node.items():
             for i in range(0, len(ids), BATCH):
                 batch = ids[i : i + BATCH]
-                job_id = f"regen-{run.id}-{batch[0]}"
-                _remember(run.id, job_id)
-                enqueue_once(node, "pixelfox.jobs.regen.regen_batch", job_id, run.id, batch)
+                queues.enqueue_once(
+                    node,
+                    "pixelfox.jobs.regen.regen_batch",
+                    queues.job_id("regen", run.id, batch[0]),
+                    run.id,
+                    batch,
+                )
                 queued += len(batch)
         db.session.expire_all()
         run = db.session.get(RegenRun, run_id)
@@ -142,8 +139,6 @@ def plan(run_id: int) -> int:
 
 def run_batch(run_id: int, image_ids: list[int]) -> dict:
     """Render the images of one batch that the run has not handled yet (on their node)."""
-    from pixelfox.services import processing
-
     node = current_app.config["NODE_ID"]
     counts = {"rendered": 0, "failed": 0, "skipped": 0}
     for image_id in image_ids:
@@ -237,20 +232,16 @@ def progress(run: RegenRun) -> dict:
     }
 
 
-def _has_live_jobs(run_id: int) -> bool:
-    return any(is_live(j.decode()) for j in get_redis().smembers(_jobs_key(run_id)))
-
-
 def recover() -> int:
     """Finish runs with nothing left; re-plan running runs none of whose jobs is alive."""
     resumed = 0
+    nodes = pools.node_ids()
     for run in db.session.execute(
         db.select(RegenRun).where(RegenRun.status == "running")
     ).scalars():
-        if maybe_finish(run) or _has_live_jobs(run.id):
+        if maybe_finish(run) or queues.has_live_jobs(job_prefix(run.id), nodes):
             continue
-        forget(f"regen-{run.id}-plan")
-        get_redis().delete(_jobs_key(run.id))
+        queues.forget(queues.job_id("regen", run.id, "plan"))
         queue_planner(run)
         resumed += 1
     return resumed

@@ -14,7 +14,6 @@ from pixelfox.services import pools, settings
 from pixelfox.storage import local, paths
 
 SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-DISK_MARGIN = 64 * 1024 * 1024
 
 
 class ReplicationRefused(Exception):
@@ -79,9 +78,9 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
             )
         raise ReplicationRefused(409, "conflict", "A file already exists at that path.")
 
-    room = None if not pool.max_size else pool.max_size - (pool.used_size or 0)
     free, _total = local.disk_usage(pool.base_path)
-    if (room is not None and room < size) or free < size + DISK_MARGIN:
+    room = pools.room(pool, free - pools.DISK_MARGIN)
+    if room is not None and room < size:
         raise ReplicationRefused(507, "no_room", "Not enough room in the target pool.")
     try:
         written = local.receive_verified(chunks, final, size, sha, paths.tmp_dir(pool.base_path))

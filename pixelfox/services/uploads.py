@@ -8,18 +8,19 @@ import string
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 
-from pixelfox.extensions import db
+from pixelfox import queues
+from pixelfox.extensions import db, get_redis
 from pixelfox.imaging.sniff import Refused, sniff
-from pixelfox.jobs.queues import enqueue_once, process_job_id
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import pools, ratelimit, settings
+from pixelfox.services import heartbeat, pools, ratelimit, settings, tokens
 from pixelfox.storage import local, paths
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def _place(temp: local.TempFile, filename: str | None, user: User, pool: Storage
     existing = _existing(user, temp.sha256)
     if existing is not None:
         return Received(existing, True)
-    room = pools.free_bytes(pool)
+    room = pools.room(pool)
     if room is not None and room < temp.size:
         raise storage_full()
 
@@ -193,14 +194,18 @@ def _existing(user: User, source_sha256: str) -> Image | None:
     ).scalar_one_or_none()
 
 
+def process_job_id(image: Image) -> str:
+    return queues.job_id("process-image", image.uuid)
+
+
 def queue_processing(image: Image, force: bool = False) -> None:
     """Queue `process_image` on the node that holds the bytes. If Redis is down the image
     stays `pending` and the sweeper queues it later. `force` renders a complete image again."""
     try:
-        enqueue_once(
+        queues.enqueue_once(
             image.pool.node_id,
             "pixelfox.jobs.images.process_image",
-            process_job_id(image.uuid),
+            process_job_id(image),
             *((image.id, True) if force else (image.id,)),
         )
     except Exception:  # Redis down: the row is safe, the sweeper re-queues pending images
@@ -220,12 +225,8 @@ def _title(filename: str | None) -> str | None:
     return Path(name).stem[:255] if name else None
 
 
-def open_session(user: User, file_size, health: dict | None = None) -> dict:
+def open_session(user: User, file_size) -> dict:
     """Direct-to-storage upload (SPEC §7): pick the pool, sign a token for its node."""
-    from datetime import UTC, datetime
-
-    from pixelfox.services import tokens
-
     if not current_app.config.get("UPLOAD_TOKEN_SECRET"):
         raise UploadRefused(
             503, "upload_tokens_not_configured", "Direct uploads are not configured on this server."
@@ -241,7 +242,7 @@ def open_session(user: User, file_size, health: dict | None = None) -> dict:
     if size > max_bytes():
         raise too_large()
     try:
-        pool = pools.choose_pool(size, health=health, direct=True)
+        pool = pools.choose_pool(size, health=heartbeat.pool_states(), direct=True)
     except pools.NoPoolAvailable as exc:
         raise UploadRefused(exc.status, exc.code, exc.message) from exc
     token, exp = tokens.issue_upload_token(user.id, pool.id, pool.node_id, size)
@@ -256,9 +257,6 @@ def open_session(user: User, file_size, health: dict | None = None) -> dict:
 
 def claim_token(token: str | None) -> tuple[User, StoragePool, int]:
     """Check a direct-upload token on the storage node and use it up (single use)."""
-    from pixelfox.extensions import get_redis
-    from pixelfox.services import tokens
-
     try:
         payload = tokens.read_upload_token(token)
     except tokens.TokenInvalid as exc:
@@ -274,7 +272,7 @@ def claim_token(token: str | None) -> tuple[User, StoragePool, int]:
         raise UploadRefused(401, "invalid_token", "The upload token is not valid.")
     if not pool.is_active or not pool.accepts_uploads:
         raise UploadRefused(503, "pool_unavailable", "This storage pool is not taking uploads.")
-    room = pools.free_bytes(pool)
+    room = pools.room(pool)
     if room is not None and room < int(payload["max_bytes"]):
         raise UploadRefused(507, "storage_full", "The storage pool is full.")
     ttl = max(1, int(payload["exp"] - time.time()) + 60)

@@ -14,11 +14,14 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pixelfox.extensions import db, login_manager
 from pixelfox.htmx import is_htmx, wants_json
 from pixelfox.models import User
+from pixelfox.services import pools, settings, uploads
 from pixelfox.storage import local
 
 UPLOAD_ENDPOINTS = {"web.upload", "api.upload"}
@@ -59,8 +62,6 @@ def error_response(status: int, code: str, message: str, retry_after: int | None
 
 def init_app(app: Flask) -> None:
     if app.config.get("PROXY_COUNT"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         n = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
@@ -69,10 +70,6 @@ def init_app(app: Flask) -> None:
         """On the first request, give this node its default pool (SPEC §7)."""
         if app.extensions.get("pixelfox_pool_checked"):
             return
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from pixelfox.services import pools
-
         try:
             pools.ensure_default_pool()
             app.extensions["pixelfox_pool_checked"] = True
@@ -83,8 +80,6 @@ def init_app(app: Flask) -> None:
     def limit_body_size():
         """Refuse oversized bodies from the Content-Length, before anything is parsed."""
         if request.endpoint in UPLOAD_ENDPOINTS:
-            from pixelfox.services import uploads
-
             per_file = uploads.max_bytes()
             request.max_content_length = per_file * app.config["MAX_FILES_PER_UPLOAD"] + FORM_LIMIT
         elif request.endpoint not in ("api.internal_upload", "api.replicate"):
@@ -153,8 +148,6 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def globals_for_templates():
-        from pixelfox.services import settings
-
         try:
             title = settings.get("site_title")
         except Exception:  # DB down: pages still render their error
@@ -169,8 +162,6 @@ def init_app(app: Flask) -> None:
 
 
 def upload_too_large_message() -> str:
-    from pixelfox.services import settings
-
     try:
         return f"The file is larger than {settings.get('max_upload_mb')} MB."
     except Exception:

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required, login_user
 from pixelfox.extensions import db
 from pixelfox.forms import EmptyForm, ImageEditForm, PasswordForm
 from pixelfox.models import Image
-from pixelfox.services import accounts, images
+from pixelfox.services import accounts, deletion, images
 
 bp = Blueprint("user", __name__, url_prefix="/user")
 PER_PAGE = 24
@@ -59,7 +59,7 @@ def edit(uuid: str):
 def delete(uuid: str):
     """Delete an image: hidden at once, files and rows removed by a job."""
     image = _managed(uuid)
-    images.request_delete(image)
+    deletion.request_delete(image)
     flash("The image was deleted.", "info")
     return redirect(url_for("user.images"))
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
-from pathlib import Path
-
 from flask import (
     Blueprint,
     abort,
@@ -20,12 +17,9 @@ from flask import (
 )
 from flask_login import current_user
 
-from pixelfox.extensions import db
 from pixelfox.htmx import is_htmx, wants_json
-from pixelfox.imaging.sniff import MIME_BY_EXT
-from pixelfox.models import Image, ImageVariant, StoragePool
-from pixelfox.services import images, settings, tokens, uploads
-from pixelfox.storage import paths
+from pixelfox.models import Image
+from pixelfox.services import images, serving, settings, uploads, viewcounts
 from pixelfox.web.hooks import client_ip, error_response
 
 bp = Blueprint("web", __name__)
@@ -51,7 +45,6 @@ UPLOAD_ERRORS = {
     "token_expired": "The upload took too long to start; please try again.",
 }
 UPLOAD_ERROR_DEFAULT = "The upload failed; please try again."
-ONE_YEAR = 365 * 24 * 3600
 
 
 @bp.get("/")
@@ -119,13 +112,7 @@ def _viewable(image: Image | None) -> Image:
 def view(uuid: str):
     """The viewer: status while processing, then sizes × formats and copy boxes."""
     image = _viewable(images.by_uuid(uuid))
-    db.session.execute(
-        db.update(Image)
-        .where(Image.id == image.id)
-        .values(view_count=Image.view_count + 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+    viewcounts.count_view(image.id)
     return render_template("image/view.html", **_view_context(image))
 
 
@@ -161,81 +148,20 @@ def _view_context(image: Image) -> dict:
 def serve_file(stored_path: str):
     """Files of this node's pools; private images only through a valid signed URL."""
     try:
-        paths.check_relative(stored_path)
-    except paths.UnsafePath:
+        served = serving.locate(stored_path, request.args.get("exp"), request.args.get("sig"))
+    except serving.NotServed:
         abort(404)
-    image = _image_for_path(stored_path)
-    if image is None or image.deleted_at is not None:
-        abort(404)
-    signed = images.needs_signature(image)
-    if signed and not tokens.check_path(
-        stored_path, request.args.get("exp"), request.args.get("sig")
-    ):
-        abort(404)
-    pool_id = image.storage_pool_id
-    if stored_path != image.stored_path:
-        pool_id = db.session.execute(
-            db.select(ImageVariant.storage_pool_id)
-            .where(ImageVariant.image_id == image.id, ImageVariant.stored_path == stored_path)
-            .limit(1)
-        ).scalar_one()
-    pool = db.session.get(StoragePool, pool_id)
-    if pool is None or pool.node_id != current_app.config["NODE_ID"]:
-        abort(404)
-    try:
-        target = paths.resolve(pool.base_path, stored_path)
-    except paths.UnsafePath:
-        abort(404)
-    if not target.is_file():
-        abort(404)
-    ext = target.suffix.lower()
-    mime = MIME_BY_EXT.get(ext) or mimetypes.guess_type(target.name)[0]
-    if mime is None or not mime.startswith("image/"):
-        abort(404)
-    resp = _accel_redirect(target, mime) or send_file(
-        target, mimetype=mime, conditional=True, etag=True, max_age=0
-    )
-    if not images.is_published(image):
-        # Bytes that processing will still rewrite (metadata stripped): kept by no cache.
-        resp.headers["Cache-Control"] = "private, no-store"
-    elif signed:
-        resp.headers["Cache-Control"] = "private, max-age=300"
+    internal = serving.accel_redirect_path(served.path)
+    if internal:  # the proxy streams it from disk
+        resp = make_response("")
+        resp.headers["X-Accel-Redirect"] = internal
+        resp.headers["Content-Type"] = served.mime
     else:
-        resp.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+        resp = send_file(served.path, mimetype=served.mime, conditional=True, etag=True, max_age=0)
+    resp.headers["Cache-Control"] = served.cache_control
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return resp
-
-
-def _accel_redirect(target, mime: str):
-    """Behind nginx/Caddy (ACCEL_REDIRECT_PREFIX + ACCEL_REDIRECT_ROOT set): the app decides
-    who may see a file, the proxy streams it from disk via X-Accel-Redirect."""
-    prefix = current_app.config.get("ACCEL_REDIRECT_PREFIX")
-    root = current_app.config.get("ACCEL_REDIRECT_ROOT")
-    if not prefix or not root:
-        return None
-    try:
-        rel = target.relative_to(Path(root).resolve())
-    except ValueError:
-        return None  # a pool outside the proxy's root: serve it ourselves
-    resp = make_response("")
-    resp.headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{rel.as_posix()}"
-    resp.headers["Content-Type"] = mime
-    return resp
-
-
-def _image_for_path(stored_path: str) -> Image | None:
-    image = db.session.execute(
-        db.select(Image).where(Image.stored_path == stored_path)
-    ).scalar_one_or_none()
-    if image is not None:
-        return image
-    return db.session.execute(
-        db.select(Image)
-        .join(ImageVariant, ImageVariant.image_id == Image.id)
-        .where(ImageVariant.stored_path == stored_path)
-        .limit(1)
-    ).scalar_one_or_none()
 
 
 @bp.get("/flash/<name>")

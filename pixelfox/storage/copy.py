@@ -1,0 +1,167 @@
+"""Verified copies of a pool's files into another pool: on this node by a hard link (same
+filesystem) or a streamed copy, to another node by an HTTP push to its replicate endpoint.
+Pure file and HTTP code: this node's id, the replication secret and the throttle are passed
+in, so pool moves, replicas and repair all copy the same way.
+
+Every copy is checked against the SHA-256 the database records for the file, and is
+idempotent: the same bytes already at the target count as copied; different bytes there are
+a conflict (never overwritten).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixelfox.storage import local, paths, push
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file of an image, as the database describes it."""
+
+    rel: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PoolRef:
+    """The pool fields a copy needs, as plain values (safe to use in a copy thread)."""
+
+    id: int
+    node_id: str
+    base_path: str
+    upload_api_url: str | None
+
+    @classmethod
+    def of(cls, pool) -> PoolRef:
+        return cls(pool.id, pool.node_id, pool.base_path, pool.upload_api_url)
+
+
+class CopyFailed(Exception):
+    """This file cannot be copied (missing, damaged, a conflict, refused); for people."""
+
+
+class CopyRetry(Exception):
+    """Try again later (network, target restarting, checksum refused in transit)."""
+
+
+def _no_throttle(_n: int) -> None:
+    return None
+
+
+@dataclass
+class Copier:
+    """Copies files from a pool that lives on `here` (this node)."""
+
+    here: str
+    secret: str | None = None
+    allow_insecure: bool = False
+    throttle: Callable[[int], None] = _no_throttle
+
+    def copy(self, source: PoolRef, target: PoolRef, f: FileRef, synced: set | None = None):
+        """Make a verified copy of one file in the target pool. Copies on this node leave the
+        directory fsync to the caller when it passes `synced` (directories collect there)."""
+        src = paths.resolve(source.base_path, f.rel)
+        if target.node_id == self.here:
+            self._copy_here(src, target, f, synced)
+        else:
+            self._push(src, target, f)
+
+    def _copy_here(self, src: Path, target: PoolRef, f: FileRef, synced: set | None) -> None:
+        dst = paths.resolve(target.base_path, f.rel)
+        if dst == src:
+            return  # same file: nothing to copy
+        if dst.exists():
+            if local.hash_file(dst)[1] == f.sha256:
+                return
+            raise CopyFailed(f"A different file is already at the target path {f.rel}.")
+        if not src.exists():
+            raise CopyFailed(f"{f.rel} is missing on the source and has no copy on the target.")
+        if not self._link(src, dst, f):
+            with open(src, "rb") as fh:
+                chunks = (self.throttle(len(b)) or b for b in local.iter_file(fh))
+                try:
+                    local.receive_verified(
+                        chunks,
+                        dst,
+                        src.stat().st_size,
+                        f.sha256,
+                        paths.tmp_dir(target.base_path),
+                        sync_dir=synced is None,
+                    )
+                except local.Mismatch as exc:
+                    raise CopyFailed(
+                        f"{f.rel} on the source does not match its recorded SHA-256; "
+                        "it was not copied."
+                    ) from exc
+        elif synced is None:
+            local.fsync_dir(dst.parent)
+        if synced is not None:
+            synced.add(dst.parent)
+
+    def _link(self, src: Path, dst: Path, f: FileRef) -> bool:
+        """Pools on one filesystem: verify the source against its recorded SHA-256 (one read),
+        then give it a second name on the target (a hard link: atomic, no bytes copied, and
+        the data is already durable). False when the filesystems differ: copy instead."""
+        digest = hashlib.sha256()
+        with open(src, "rb") as fh:
+            for block in local.iter_file(fh):
+                self.throttle(len(block))
+                digest.update(block)
+        if digest.hexdigest() != f.sha256:
+            raise CopyFailed(
+                f"{f.rel} on the source does not match its recorded SHA-256; it was not copied."
+            )
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            if local.hash_file(dst)[1] == f.sha256:
+                return True
+            raise CopyFailed(f"A different file is already at the target path {f.rel}.") from None
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return False
+            raise
+        return True
+
+    def _push(self, src: Path, target: PoolRef, f: FileRef) -> None:
+        if not self.secret:
+            raise CopyFailed("REPLICATION_SECRET is not set.")
+        url = push.replicate_url(target.upload_api_url or "")
+        if not push.secret_safe_url(url, self.allow_insecure):
+            raise CopyFailed(
+                f"Node {target.node_id}'s URL is plain http:// to a public host; the "
+                "replication secret is not sent there (use https://)."
+            )
+        if not src.exists():
+            try:
+                there = push.remote_stat(url, self.secret, target.id, f.rel)
+            except push.PushError as exc:
+                raise CopyRetry(f"cannot reach node {target.node_id}: {exc.message}") from exc
+            if there and there["sha256"] == f.sha256:
+                return  # copied before the source went missing
+            raise CopyFailed(f"{f.rel} is missing on the source and has no copy on the target.")
+        try:
+            push.push_file(url, self.secret, target.id, f.rel, src, f.sha256, self.throttle)
+        except push.PushError as exc:
+            if exc.status == 409:
+                raise CopyFailed(f"A different file is already at {f.rel} on the target.") from exc
+            if exc.status in (400, 401, 404, 507):
+                raise CopyFailed(f"Node {target.node_id} refused {f.rel}: {exc.message}") from exc
+            raise CopyRetry(f"node {target.node_id}: {exc.status} {exc.message}") from exc
+
+    def delete(self, source: PoolRef, target: PoolRef, files: list[FileRef]) -> None:
+        """Remove a pool's copies of these files (after the switch), except where source and
+        target are the same file."""
+        for f in files:
+            src = paths.resolve(source.base_path, f.rel)
+            if target.node_id == self.here and paths.resolve(target.base_path, f.rel) == src:
+                continue
+            local.remove(src)
