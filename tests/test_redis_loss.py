@@ -71,7 +71,7 @@ def own_redis(app, tmp_path):
 def test_redis_restarting_empty_loses_no_work(app, client, auth, own_redis, tmp_path):
     from pixelfox.extensions import db, get_redis
     from pixelfox.models import Image, PoolMove, StoragePool
-    from pixelfox.services import images, maintenance, moves, pools
+    from pixelfox.services import deletion, images, maintenance, moves, pools
 
     procs = []
 
@@ -116,7 +116,7 @@ def test_redis_restarting_empty_loses_no_work(app, client, auth, own_redis, tmp_
 
         with app.app_context():
             db.session.remove()
-            images.request_delete(images.by_uuid(first[3]))
+            deletion.request_delete(images.by_uuid(first[3]))
             src = db.session.get(StoragePool, source_id)
             src.accepts_uploads = False  # new uploads go to the second pool
             target = pools.save_pool(
