@@ -1,32 +1,33 @@
-"""Convenience worker: `python worker.py` listens on this node's queue (node-<NODE_ID>)
-with the app context pushed once. The plain `rq worker --url $REDIS_URL node-<id>` works too.
+"""Convenience worker: `python worker.py` listens on this node's queue (node-<NODE_ID>) with
+PixelFox loaded once (pixelfox.jobs.worker.Worker) and RQ's scheduler on. The plain
+`rq worker -w pixelfox.jobs.worker.Worker --url $REDIS_URL node-<id>` does the same.
 """
 
 from __future__ import annotations
 
 import sys
 
-from rq import Queue, Worker
+from rq import Queue
 
-from pixelfox import create_app
-from pixelfox.extensions import get_redis
+from pixelfox.jobs.context import job_app
+from pixelfox.jobs.worker import Worker
 from pixelfox.queues import queue_name
 
 
 def main() -> int:
-    app = create_app()
+    app = job_app()
     if app.config["DISABLE_JOB_WORKERS"]:
         print("DISABLE_JOB_WORKERS=1: no worker on this node", file=sys.stderr)
         return 0
     with app.app_context():
+        from pixelfox.extensions import get_redis
         from pixelfox.services import pools
 
         pools.ensure_default_pool()
-        import pixelfox.imaging.magick  # noqa: F401  (load ImageMagick under our policy once)
-
         redis = get_redis()
-        queue = Queue(queue_name(app.config["NODE_ID"]), connection=redis)
-        worker = Worker([queue], connection=redis)
+        worker = Worker(
+            [Queue(queue_name(app.config["NODE_ID"]), connection=redis)], connection=redis
+        )
         worker.work(with_scheduler=True, burst="--burst" in sys.argv)
     return 0
 

@@ -13,7 +13,7 @@ from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.jobs import schedule
 from pixelfox.models import User
-from pixelfox.services import accounts, backup, pools
+from pixelfox.services import accounts, backup, pools, replicas, scrub
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -64,7 +64,10 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
     pools.ensure_default_pool()
     node = current_app.config["NODE_ID"]
     scheduler = queues.periodic_scheduler(node, interval)
-    result = schedule.sync(scheduler, schedule.definitions(node, pools.node_ids(active_only=True)))
+    every = current_app.config["HEARTBEAT_SECONDS"]
+    result = schedule.sync(
+        scheduler, schedule.definitions(node, pools.node_ids(active_only=True), every)
+    )
     click.echo(
         f"periodic jobs: {len(result['added'])} added, {len(result['kept'])} kept, "
         f"{len(result['removed'])} removed"
@@ -75,7 +78,7 @@ def scheduler_command(sync_only: bool, interval: int) -> None:
 
     def wanted() -> list:
         try:
-            return schedule.definitions(node, pools.node_ids(active_only=True))
+            return schedule.definitions(node, pools.node_ids(active_only=True), every)
         finally:
             db.session.remove()  # no long transaction: the next sync reads fresh rows
 
@@ -121,7 +124,32 @@ def restore_command(source: str, yes: bool) -> None:
     click.echo(f"restored {sum(restored.values())} rows into {len(restored)} tables")
 
 
+@click.command("repair")
+@with_appcontext
+def repair_command() -> None:
+    """One repair pass now: promote replicas off lost nodes, queue the missing copies."""
+    result = replicas.repair_pass()
+    d = result.pop("durability")
+    click.echo(f"repair: {result}")
+    click.echo(
+        f"{d['images']} images: {d['fully_replicated']} fully replicated, "
+        f"{d['under_replicated']} under-replicated, {d['without_copy']} without a copy, "
+        f"{d['repairing']} being copied (replication factor {d['replication_factor']})"
+    )
+
+
+@click.command("scrub")
+@click.option("--rate", type=int, default=0, show_default=True, help="MB/s (0 = unlimited).")
+@with_appcontext
+def scrub_command(rate: int) -> None:
+    """One whole scrub pass over this node's copies now."""
+    result = scrub.run(budget_seconds=None, rate_mb=rate)
+    click.echo(f"scrub on {current_app.config['NODE_ID']}: {result}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(repair_command)
+    app.cli.add_command(scrub_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(backup_command)

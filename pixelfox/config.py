@@ -151,6 +151,9 @@ class Config:
         self.MAX_FILES_PER_UPLOAD = 20
         # Items of pool moves copying at once on one node, across all its workers.
         self.MOVE_MAX_CONCURRENT_PER_NODE = int(_env("MOVE_MAX_CONCURRENT_PER_NODE", "2"))
+        # Seconds between heartbeats of every node (the scheduler's setting; failover waits
+        # for node_down_after_seconds without one).
+        self.HEARTBEAT_SECONDS = int(_env("HEARTBEAT_SECONDS", "60"))
         # Login throttling: failed attempts per minute per client IP, per (username, IP), and
         # per username from anywhere (only for clients that failed themselves).
         self.LOGIN_LIMIT_PER_IP = int(_env("LOGIN_LIMIT_PER_IP", "30"))

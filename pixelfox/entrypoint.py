@@ -39,7 +39,8 @@ def role_command(role: str, extra: list[str]) -> list[str] | None:
         # Through the environment (rq reads RQ_REDIS_URL), never argv: a password in the URL
         # would show in `ps` for every user of the host.
         os.environ["RQ_REDIS_URL"] = redis_url
-        return ["rq", "worker", "--with-scheduler", *extra, queue_name(node)]
+        worker_class = "pixelfox.jobs.worker.Worker"  # PixelFox loaded once, not per job
+        return ["rq", "worker", "-w", worker_class, "--with-scheduler", *extra, queue_name(node)]
     if role == "scheduler":
         return ["flask", "--app", "wsgi", "scheduler", *extra]
     if role == "migrate":

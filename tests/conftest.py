@@ -114,6 +114,8 @@ def _reset_state():
 
     for table in (
         "view_flushes",
+        "image_copies",
+        "nodes",
         "pool_move_items",
         "pool_moves",
         "regen_runs",

@@ -229,7 +229,7 @@ def test_entrypoint_migrates_once_under_a_lock_then_execs_the_role(tmp_path, fre
         REDIS_URL="redis://:cache-password-in-url@127.0.0.1:6379/3",
     )
     # rq reads the URL from RQ_REDIS_URL: the password never shows in `ps`.
-    assert "exec rq worker --with-scheduler node-s1" in worker.stdout
+    assert "exec rq worker -w pixelfox.jobs.worker.Worker --with-scheduler node-s1" in worker.stdout
     assert "cache-password-in-url" not in worker.stdout and "--url" not in worker.stdout
     assert "database at" not in worker.stdout  # workers do not migrate
     sched = entrypoint(

@@ -157,7 +157,7 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
 ):
     from pixelfox.extensions import db
     from pixelfox.models import Image, ImageVariant, StoragePool
-    from pixelfox.services import pools
+    from pixelfox.services import placement, pools
 
     auth.register()
     client.get("/")  # the node's default pool
@@ -183,7 +183,7 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
     assert third.status_code == 507, third.get_data(as_text=True)
     assert third.get_json()["error"] == "storage_full"
     with app.app_context():  # (forget the mark, to see what a browser gets)
-        pools.clear_full(tiny)
+        placement.clear_full(tiny)
     page = upload(client, photos[2], accept_json=False)
     assert page.status_code == 507 and "The storage pool is full." in page.get_data(as_text=True)
     # Nothing half-written: two originals, no temp file, no third row.
@@ -193,7 +193,7 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
     assert not [p for p in files_under(app.config["TMP_DIR"]) if p.is_file()]
     # The pool counts as full at once: the next upload lands in the default pool.
     with app.app_context():
-        assert pools.marked_full([tiny]) == {tiny}
+        assert placement.marked_full([tiny]) == {tiny}
     fourth = upload(client, photos[3])
     assert fourth.status_code == 201
     with app.app_context():

@@ -168,7 +168,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
     """Put one item into the state a crash would leave, then run the job again."""
     from pixelfox.extensions import db
     from pixelfox.models import Image, PoolMove, PoolMoveItem, StoragePool
-    from pixelfox.services import move_items, moves
+    from pixelfox.services import copies, move_items, moves
     from pixelfox.storage.copy import PoolRef
 
     uuids = make_images(app, client, auth, tmp_path, 2)
@@ -189,7 +189,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
         image = db.session.get(Image, item.image_id)
         src = db.session.get(StoragePool, source)
         dst = db.session.get(StoragePool, target)
-        files = move_items.image_files(image, source)
+        files = copies.files_of(image)
         copier = move_items.copier_for(move)
         for f in files:  # copies exist on the target
             copier.copy(PoolRef.of(src), PoolRef.of(dst), f)

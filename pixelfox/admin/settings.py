@@ -7,7 +7,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from pixelfox.admin import bp
 from pixelfox.services import settings
 
-SECTIONS = ("general", "uploads", "limits", "processing", "replication", "tiering")
+SECTIONS = ("general", "uploads", "limits", "processing", "replication", "cluster", "tiering")
 
 
 def secret_warnings() -> list[str]:

@@ -8,7 +8,7 @@ from pixelfox.admin import bp
 from pixelfox.extensions import db
 from pixelfox.models import StoragePool
 from pixelfox.models.storage import STORAGE_TYPES, TIERS
-from pixelfox.services import heartbeat, pools
+from pixelfox.services import heartbeat, placement, pools
 
 
 def _form_values(pool: StoragePool | None) -> dict:
@@ -19,6 +19,7 @@ def _form_values(pool: StoragePool | None) -> dict:
             "storage_type": "local",
             "storage_tier": "hot",
             "priority": 100,
+            "weight": 100,
             "is_active": True,
             "accepts_uploads": True,
             "max_size_gb": "",
@@ -40,7 +41,7 @@ def storage_index():
         .scalars()
         .all()
     )
-    return render_template("admin/storage.html", pools=rows)
+    return render_template("admin/storage.html", pools=rows, shares=placement.upload_shares(24))
 
 
 @bp.route("/storage/create", methods=["GET", "POST"])

@@ -1,16 +1,20 @@
 """App context for jobs: the plain `rq worker` CLI imports our functions with no Flask app,
-so each job makes sure one exists (created once per worker process)."""
+so each job makes sure one exists (created once per process: once per job under the plain CLI,
+whose work horses are fresh forks; once per worker with `-w pixelfox.jobs.worker.Worker`,
+which creates it before forking)."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 
 from flask import has_app_context
 from rq import get_current_job
 
 from pixelfox import create_app
 from pixelfox.extensions import db
+from pixelfox.services import settings
 
 _app = None
 
@@ -20,6 +24,17 @@ def job_app():
     if _app is None:
         _app = create_app()
     return _app
+
+
+def _forget_parent_connections() -> None:
+    """In a forked work horse: never reuse the parent's database connections (SQLAlchemy's
+    advice for forks); Redis clients notice the fork themselves."""
+    if _app is not None:
+        with _app.app_context():
+            db.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def get_job_logger(name: str) -> logging.LoggerAdapter:
@@ -43,7 +58,9 @@ def _run(func, args, kwargs):
     """Each job gets a fresh DB session: a worker that keeps one app context for many jobs
     must not read an old transaction's snapshot (MySQL REPEATABLE READ)."""
     db.session.remove()
+    settings.forget()  # a worker keeping one app context must not keep old settings
     try:
         return func(*args, **kwargs)
     finally:
         db.session.remove()
+        settings.forget()

@@ -37,16 +37,22 @@ class Periodic:
         return f"{PREFIX}{self.name}-{self.node_id}-{digest}"
 
 
-def definitions(app_node: str, nodes: list[str] | None = None) -> list[Periodic]:
-    """pool_stats, sweeper and flush_views on the app node; a heartbeat into every node's
-    queue."""
+def definitions(
+    app_node: str, nodes: list[str] | None = None, heartbeat_every: int = 60
+) -> list[Periodic]:
+    """pool_stats, sweeper, flush_views and repair on the app node; a heartbeat and a scrub
+    into every node's queue."""
     wanted = [
         Periodic("pool_stats", "pixelfox.jobs.periodic.pool_stats", 300, app_node),
         Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 60, app_node),
         Periodic("flush_views", "pixelfox.jobs.periodic.flush_views", 60, app_node),
+        Periodic("repair", "pixelfox.jobs.replicas.repair", 60, app_node, 600),
     ]
     for node in sorted(set(nodes or []) | {app_node}):
-        wanted.append(Periodic("heartbeat", "pixelfox.jobs.periodic.heartbeat", 60, node, 60))
+        wanted.append(
+            Periodic("heartbeat", "pixelfox.jobs.periodic.heartbeat", heartbeat_every, node, 60)
+        )
+        wanted.append(Periodic("scrub", "pixelfox.jobs.replicas.scrub_files", 60, node, 300))
     return wanted
 
 

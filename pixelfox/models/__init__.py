@@ -1,5 +1,6 @@
 """Typed SQLAlchemy models (SPEC §3)."""
 
+from pixelfox.models.cluster import ImageCopy, Node
 from pixelfox.models.image import Image, ImageVariant, ViewFlush
 from pixelfox.models.move import PoolMove, PoolMoveItem
 from pixelfox.models.regen import RegenRun
@@ -9,7 +10,9 @@ from pixelfox.models.user import User
 
 __all__ = [
     "Image",
+    "ImageCopy",
     "ImageVariant",
+    "Node",
     "PoolMove",
     "PoolMoveItem",
     "RegenRun",

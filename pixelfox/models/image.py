@@ -67,6 +67,9 @@ class Image(Timestamps, db.Model):
         cascade="all, delete-orphan",
         order_by="ImageVariant.kind",
     )
+    copies = relationship(
+        "ImageCopy", cascade="all, delete-orphan", lazy="selectin", order_by="ImageCopy.id"
+    )
 
     @property
     def complete(self) -> bool:

@@ -26,6 +26,9 @@ class StoragePool(Timestamps, db.Model):
     max_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes; None = no limit
     used_size: Mapped[int] = mapped_column(BigInteger, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
+    # Share of new uploads among pools of the same tier and priority (times the free
+    # fraction); 0 = no new uploads.
+    weight: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     accepts_uploads: Mapped[bool] = mapped_column(Boolean, default=True)

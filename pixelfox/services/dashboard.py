@@ -13,7 +13,7 @@ from pixelfox import queues
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import Image, ImageVariant, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import heartbeat, moves, pools, regen
+from pixelfox.services import copies, heartbeat, moves, nodes, pools, regen, replicas
 
 TOTALS_KEY = "pixelfox:stats:variants"
 TOTALS_TTL = 15 * 60  # pool_stats refreshes it every 5 minutes
@@ -93,8 +93,8 @@ def chart(points: list[tuple[str, int]], width: int = 600, height: int = 120) ->
 
 
 def node_names() -> list[str]:
-    """Every node: those holding pools, and any other that sends heartbeats."""
-    return sorted(set(pools.node_ids()) | set(heartbeat.latest()[0]))
+    """Every node: those the database knows, and any other that sends heartbeats."""
+    return sorted(set(nodes.known()) | set(heartbeat.latest()[0]))
 
 
 def queues_overview() -> list[dict]:
@@ -107,26 +107,26 @@ def periodic_jobs() -> list[dict]:
     return queues.periodic_jobs(current_app.config["NODE_ID"])
 
 
-STALE_AFTER = 180  # seconds: a node whose heartbeat is older is shown red
-
-
 def nodes_overview() -> tuple[list[dict], dict[int, dict]]:
-    """Every node with its last beat, pools, queue depth and workers (for /admin/nodes), and
-    the pools' latest heartbeats."""
-    node_states, pool_states = heartbeat.latest()
+    """Every node with its state (live, down, lost — from the heartbeats in the database),
+    last beat, pools, queue depth, workers and scrub (for /admin/nodes), and the pools'
+    latest heartbeats."""
+    _node_states, pool_states = heartbeat.latest()
     all_pools = db.session.execute(db.select(StoragePool).order_by(StoragePool.id)).scalars().all()
     queue_rows = {q["node"]: q for q in queues.overview(node_names(), details=False)}
-    now = time.time()
+    known, live = nodes.rows(), nodes.live()
+    now = utcnow()
     rows = []
     for node in node_names():
-        state = node_states.get(node)
-        age = int(now - state["at"]) if state else None
+        row = known.get(node)
+        beat = row.last_heartbeat_at if row else None
+        state = "lost" if row and row.lost_at else ("live" if node in live else "down")
         rows.append(
             {
                 "node": node,
-                "state": state,
-                "age": age,
-                "stale": age is None or age > STALE_AFTER,
+                "row": row,
+                "status": state,
+                "age": int((now - beat).total_seconds()) if beat else None,
                 "pools": [p for p in all_pools if p.node_id == node],
                 "depth": queue_rows[node]["queued"],
                 "workers": len(queue_rows[node]["workers"]),
@@ -182,32 +182,36 @@ def delete_failed_job(job_id: str) -> bool:
 
 def widgets() -> dict:
     """Everything the dashboard shows (the page, and its HTMX refresh)."""
-    nodes, pool_states = heartbeat.latest()
+    repair = replicas.progress()
+    _node_states, pool_states = heartbeat.latest()
+    node_rows, _ = nodes_overview()
     all_pools = (
         db.session.execute(db.select(StoragePool).order_by(StoragePool.node_id, StoragePool.id))
         .scalars()
         .all()
     )
     now = time.time()
-    by_node = {q["node"]: q for q in queues.overview(node_names(), details=False)}
     return {
         "totals": totals(),
         "chart": chart(uploads_per_day(30)),
         "pools": all_pools,
         "badges": {p.id: heartbeat.badge(pool_states.get(p.id), now) for p in all_pools},
-        "nodes": [
-            {
-                "node": n,
-                "age": int(now - nodes[n]["at"]) if nodes.get(n) else None,
-                "depth": by_node[n]["queued"],
-                "workers": len(by_node[n]["workers"]),
-            }
-            for n in by_node
-        ],
+        "nodes": node_rows,
         "moves": running_moves(),
         "regens": running_regens(),
         "failures": recent_failures(),
+        # The repair pass's snapshot (at most a minute old): counting copies of every image
+        # on each refresh would cost the dashboard most of its time budget on a big site.
+        "durability": (repair or {}).get("counts") or copies.durability(),
+        "repair": repair,
+        "single_copy_warning": single_copy_warning(),
     }
+
+
+def single_copy_warning() -> bool:
+    """Replication factor 1 while two or more nodes hold active pools: a dead node loses
+    images that another node could have kept."""
+    return copies.wanted() == 1 and len(pools.node_ids(active_only=True)) >= 2
 
 
 def pool_badges() -> tuple[dict[int, tuple[str, str]], dict[int, dict]]:

@@ -1,6 +1,7 @@
-"""Deleting images and accounts. A deletion hides at once (`deleted_at`); jobs on the nodes
-that hold the bytes remove the files, then the rows; an account's row goes when its last
-image has gone. Every step is idempotent, and the sweeper carries on after lost jobs."""
+"""Deleting images and accounts. A deletion hides at once (`deleted_at`); a job on every node
+that holds a copy removes that copy's files and row, and the last one the image's rows; an
+account's row goes when its last image has gone. Every step is idempotent, and the sweeper
+carries on after lost jobs."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.models import Image, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import accounts
+from pixelfox.services import accounts, nodes
 from pixelfox.storage import local, paths
 
 log = logging.getLogger(__name__)
 
 
-def image_job_id(image: Image) -> str:
-    return queues.job_id("delete-image", image.uuid)
+def image_job_id(image: Image, node: str) -> str:
+    return queues.job_id("delete-image", image.uuid, node)
+
+
+def copy_nodes(image: Image) -> list[str]:
+    """The nodes that still hold a copy of the image (lost nodes hold nothing we can reach)."""
+    held = {image.pool.node_id} | {c.pool.node_id for c in image.copies}
+    return sorted(held - nodes.lost())
 
 
 def request_delete(image: Image) -> None:
@@ -30,46 +37,74 @@ def request_delete(image: Image) -> None:
     queue_delete(image)
 
 
-def queue_delete(image: Image) -> None:
-    try:
-        queues.enqueue_once(
-            image.pool.node_id, "pixelfox.jobs.images.delete_image", image_job_id(image), image.id
-        )
-    except Exception:  # Redis down: the sweeper picks up images marked deleted
-        log.exception("could not queue deletion of %s", image.uuid)
+def queue_delete(image: Image, node: str | None = None) -> None:
+    """Queue the delete job on every node holding a copy (or on one)."""
+    for target in [node] if node else copy_nodes(image):
+        try:
+            queues.enqueue_once(
+                target,
+                "pixelfox.jobs.images.delete_image",
+                image_job_id(image, target),
+                image.id,
+            )
+        except Exception:  # Redis down: the sweeper picks up images marked deleted
+            log.exception("could not queue deletion of %s on %s", image.uuid, target)
 
 
 def delete_now(image_id: int) -> str:
-    """Remove an image's files, then its rows. Idempotent: a missing file or row is fine."""
+    """Remove this node's copies of an image (files, then rows); the last copy gone, the
+    image's rows go too. Idempotent: a missing file or row is fine."""
     image = db.session.get(Image, image_id)
     if image is None:
         return "gone"
     if image.deleted_at is None:
         return "not-requested"
-    files = {(image.storage_pool_id, image.stored_path)}
-    files |= {(v.storage_pool_id, v.stored_path) for v in image.variants}
-    freed = {}
-    for pool_id, rel in files:
-        pool = db.session.get(StoragePool, pool_id)
-        target = paths.resolve(pool.base_path, rel)
-        size = target.stat().st_size if target.exists() else 0
-        if local.remove(target):
-            freed[pool_id] = freed.get(pool_id, 0) + size
-    user_id = image.user_id
-    db.session.delete(image)  # variant rows go with it (ORM cascade)
-    for pool_id, size in freed.items():
+    here = current_app.config["NODE_ID"]
+    lost = nodes.lost()
+    rels = {image.stored_path} | {v.stored_path for v in image.variants}
+    held = {c.pool_id: c for c in image.copies}
+    pools_here = {
+        p.id: p for p in [image.pool] + [c.pool for c in image.copies] if p.node_id == here
+    }
+    for pool in pools_here.values():
+        freed = sum(_remove(pool, rel) for rel in rels)
         db.session.execute(
             db.update(StoragePool)
-            .where(StoragePool.id == pool_id)
+            .where(StoragePool.id == pool.id)
             .values(
                 used_size=db.case(
-                    (StoragePool.used_size > size, StoragePool.used_size - size), else_=0
+                    (StoragePool.used_size > freed, StoragePool.used_size - freed), else_=0
                 )
             )
         )
+        if pool.id in held:
+            db.session.delete(held.pop(pool.id))
+    for pool_id, row in list(held.items()):
+        if row.pool.node_id in lost:  # nothing to remove there: the node is gone
+            db.session.delete(held.pop(pool_id))
+    primary_unlisted = image.storage_pool_id not in pools_here and not any(
+        c.pool_id == image.storage_pool_id for c in image.copies
+    )
+    db.session.commit()
+    waiting = {row.pool.node_id for row in held.values()}
+    if primary_unlisted and image.pool.node_id not in lost:  # (every image has a primary row)
+        waiting.add(image.pool.node_id)
+    if waiting:
+        return f"waiting for {', '.join(sorted(waiting))}"
+    user_id = image.user_id
+    db.session.delete(image)  # variant rows go with it (ORM cascade)
     db.session.commit()
     finish_account_delete(user_id)  # the last image of a deleted account takes the row along
     return "deleted"
+
+
+def _remove(pool: StoragePool, rel: str) -> int:
+    target = paths.resolve(pool.base_path, rel)
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        return 0
+    return size if local.remove(target) else 0
 
 
 def request_account_delete(actor: User, user: User) -> None:
@@ -122,8 +157,9 @@ def continue_account_delete(user_id: int) -> str:
     waiting = 0
     for image in left:
         waiting += 1
-        if not queues.is_live(image_job_id(image)):
-            queue_delete(image)
+        for node in copy_nodes(image):
+            if not queues.is_live(image_job_id(image, node)):
+                queue_delete(image, node)
     if waiting:
         return f"waiting for {waiting} images"
     return finish_account_delete(user.id)

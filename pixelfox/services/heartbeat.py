@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from pixelfox import queues
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import StoragePool
+from pixelfox.services import nodes, placement
 from pixelfox.services import pools as pool_service
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ def pool_state(pool: StoragePool) -> dict:
 
 
 def beat() -> dict:
-    """Report this node's pools and queue depth."""
+    """Report this node's pools and queue depth (Redis, for the badges) and that it is alive
+    (the database, for failover)."""
     node = current_app.config["NODE_ID"]
+    nodes.touch(node)
     redis = get_redis()
     pools = (
         db.session.execute(db.select(StoragePool).where(StoragePool.node_id == node))
@@ -62,7 +65,7 @@ def beat() -> dict:
     states = [pool_state(p) for p in pools if p.is_active]
     for state in states:
         if not state["full"]:  # room again: placement may use it before the mark expires
-            pool_service.clear_full(state["pool_id"])
+            placement.clear_full(state["pool_id"])
     temp_removed = pool_service.remove_dead_temp_files(deep=False)
     depth = queues.depth(node)
     node_state = {

@@ -11,7 +11,7 @@ from sqlalchemy import or_
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import like_pattern, tokens, uploads
+from pixelfox.services import copies, like_pattern, tokens, uploads
 
 SIZES_ORDER = ("small", "medium", "full")
 FORMAT_ORDER = ("original", "webp", "avif")
@@ -64,10 +64,15 @@ def needs_signature(image: Image) -> bool:
     return image.visibility == "private" or not is_published(image)
 
 
-def file_url(image: Image, stored_path: str, pool: StoragePool | None = None) -> str:
-    """Absolute URL of one file on the node that holds it; private and not yet published
-    images get a signed, expiring URL (mint those for the owner and admins only)."""
-    url = f"{base_url(pool or image.pool)}/uploads/{stored_path}"
+def file_url(image: Image, stored_path: str) -> str:
+    """Absolute URL of one file on a node that holds a good copy of it (the primary while
+    its node is up, else a verified replica on a live node); private and not yet published
+    images get a signed, expiring URL (mint those for the owner and admins only). "" when no
+    copy can be linked."""
+    pool = copies.serving_pool(image)
+    if pool is None:
+        return ""
+    url = f"{base_url(pool)}/uploads/{stored_path}"
     if needs_signature(image):
         ttl = tokens.URL_TTL if is_published(image) else tokens.UNPUBLISHED_URL_TTL
         try:
@@ -90,12 +95,7 @@ def share_url(image: Image) -> str:
 
 
 def variant_urls(image: Image) -> dict[str, str]:
-    pools = {image.storage_pool_id: image.pool}
-    out = {}
-    for v in image.variants:
-        pool = pools.get(v.storage_pool_id) or db.session.get(StoragePool, v.storage_pool_id)
-        out[v.kind] = file_url(image, v.stored_path, pool)
-    return out
+    return {v.kind: file_url(image, v.stored_path) for v in image.variants}
 
 
 def status_payload(image: Image) -> dict:
@@ -108,6 +108,7 @@ def status_payload(image: Image) -> dict:
         "view_url": view_url(image),
         "original_url": file_url(image, image.stored_path),
         "variants": variant_urls(image) if image.status == "complete" else {},
+        "copies": copies.summary(image),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from pixelfox import queues
 from pixelfox.extensions import db
@@ -46,13 +47,22 @@ def sweep(now=None) -> dict[str, int]:
         )
         .limit(500)
     ).scalars()
-    counts["requeued"] = _requeue_lost(stale, uploads.process_job_id, uploads.queue_processing, now)
+    counts["requeued"] = _requeue_lost(
+        ((uploads.process_job_id(i), partial(uploads.queue_processing, i)) for i in stale), now
+    )
 
     # 4. Deletions whose job was lost.
     doomed = db.session.execute(
         db.select(Image).where(Image.deleted_at < now - PENDING_GRACE).limit(500)
     ).scalars()
-    counts["deletes"] = _requeue_lost(doomed, deletion.image_job_id, deletion.queue_delete, now)
+    counts["deletes"] = _requeue_lost(
+        (
+            (deletion.image_job_id(i, node), partial(deletion.queue_delete, i, node))
+            for i in doomed
+            for node in deletion.copy_nodes(i)
+        ),
+        now,
+    )
 
     # 5. Accounts being deleted: carry on (their images' deletions, then the row).
     for user_id in db.session.execute(
@@ -70,14 +80,13 @@ def sweep(now=None) -> dict[str, int]:
     return counts
 
 
-def _requeue_lost(images, job_for, queue, now) -> int:
-    """Queue again the work of every image whose job is gone (not waiting, not running on
-    a live worker); a live job is left alone, so nothing runs twice."""
+def _requeue_lost(work, now) -> int:
+    """For each (job id, queue it): queue again the work whose job is gone (not waiting, not
+    running on a live worker); a live job is left alone, so nothing runs twice."""
     requeued = 0
-    for image in images:
-        job = job_for(image)
+    for job, queue in work:
         if not queues.is_live(job, now):
             queues.forget(job)
-            queue(image)
+            queue()
             requeued += 1
     return requeued

@@ -18,11 +18,11 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pixelfox.extensions import db
-from pixelfox.models import Image, ImageVariant, PoolMove, PoolMoveItem, StoragePool
+from pixelfox.models import Image, ImageCopy, ImageVariant, PoolMove, PoolMoveItem, StoragePool
 from pixelfox.models.move import IN_FLIGHT
-from pixelfox.services import settings
+from pixelfox.services import copies, settings
 from pixelfox.services.move_plan import refresh_counts
-from pixelfox.services.throttle import ByteThrottle, NodeSlots
+from pixelfox.services.throttle import ByteThrottle, copy_slots
 from pixelfox.storage import local
 from pixelfox.storage.copy import Copier, CopyFailed, CopyRetry, FileRef, PoolRef
 
@@ -54,15 +54,10 @@ def copier_for(move: PoolMove) -> Copier:
         secret=cfg.get("REPLICATION_SECRET"),
         allow_insecure=cfg.get("ALLOW_INSECURE_NODE_URLS", False),
         throttle=ByteThrottle(
-            f"pixelfox:move-rate:{move.id}", lambda: settings.get("move_max_mb_per_second")
+            f"pixelfox:move-rate:{move.id}",
+            lambda: settings.get("move_max_mb_per_second", fresh=True),
         ),
     )
-
-
-def node_slots(node: str) -> NodeSlots:
-    """At most MOVE_MAX_CONCURRENT_PER_NODE batches copy at once on a node."""
-    cap = int(current_app.config.get("MOVE_MAX_CONCURRENT_PER_NODE", 2))
-    return NodeSlots(f"pixelfox:move-slots:{node}", cap)
 
 
 def move_items(move_id: int, item_ids: list[int]) -> dict:
@@ -126,7 +121,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
                 take(Ready(item, image, files, needs_switch=True))
 
         with (
-            node_slots(move.source.node_id),
+            copy_slots(move.source.node_id),
             ThreadPoolExecutor(PUSH_AHEAD, thread_name_prefix="copy") as executor,
         ):
             for item_id in item_ids:
@@ -227,26 +222,10 @@ def _precheck(move: PoolMove, item: PoolMoveItem, image: Image | None):
         return _finish(item, "skipped", "The image is in another pool now.")
     if image.storage_pool_id == source.id and image.status in ("pending", "processing"):
         return _finish(item, "failed", "The image is still being processed; retry later.")
-    files = image_files(image, source.id if image.storage_pool_id == source.id else target.id)
+    files = copies.files_of(image)
     if image.storage_pool_id == target.id:
         return Ready(item, image, files, needs_switch=False)  # switched before a crash
     return image, files
-
-
-def image_files(image: Image, pool_id: int) -> list[FileRef]:
-    """The original and the distinct variant files an image has in one pool."""
-    seen, out = set(), []
-    refs = [FileRef(image.stored_path, image.sha256, image.size)]
-    refs += [
-        FileRef(v.stored_path, v.sha256, v.size)
-        for v in image.variants
-        if v.storage_pool_id == pool_id
-    ]
-    for f in refs:
-        if f.rel not in seen:
-            seen.add(f.rel)
-            out.append(f)
-    return out
 
 
 def _complete(move: PoolMove, group: list[Ready], copier: Copier) -> list[str]:
@@ -292,6 +271,19 @@ def _flip(group: list[Ready], source: StoragePool, target: StoragePool) -> bool:
         db.update(ImageVariant)
         .where(ImageVariant.image_id.in_(ids), ImageVariant.storage_pool_id == source.id)
         .values(storage_pool_id=target.id)
+        .execution_options(synchronize_session=False)
+    )
+    # The primary's copy moves with it; a replica already in the target pool (the same bytes
+    # at the same paths) merges into it, and repair makes a new one elsewhere.
+    db.session.execute(
+        db.delete(ImageCopy)
+        .where(ImageCopy.image_id.in_(ids), ImageCopy.pool_id == target.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        db.update(ImageCopy)
+        .where(ImageCopy.image_id.in_(ids), ImageCopy.pool_id == source.id)
+        .values(pool_id=target.id)
         .execution_options(synchronize_session=False)
     )
     for r in group:

@@ -15,10 +15,10 @@ from flask import current_app
 
 from pixelfox import queues
 from pixelfox.extensions import db
-from pixelfox.models import PoolMove, PoolMoveItem, RegenRun, StoragePool, User
+from pixelfox.models import Image, ImageCopy, PoolMove, PoolMoveItem, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
 from pixelfox.models.move import IN_FLIGHT, ITEM_OPEN
-from pixelfox.services import heartbeat, pools
+from pixelfox.services import copies, heartbeat, nodes, pools
 from pixelfox.services.move_plan import (
     job_prefix,
     open_item_ids,
@@ -58,7 +58,9 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
         problems.append(
             f"Not enough room on the target: {total} bytes to move (+10 % headroom), {room} free."
         )
+    notes = []
     if source.node_id != target.node_id:
+        _copies_stay_apart(source, target, problems, notes)
         if not target.upload_api_url:
             problems.append(
                 "The target pool has no upload_api_url to derive its replicate endpoint from."
@@ -70,11 +72,45 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
         "bytes": total,
         "room": room,
         "problems": problems,
+        "notes": notes,
         "source_node": source.node_id,
         "target_node": target.node_id,
         "cross_node": source.node_id != target.node_id,
         "target_heartbeat": state,
     }
+
+
+def _copies_stay_apart(source: StoragePool, target: StoragePool, problems, notes) -> None:
+    """Copies must stay on distinct nodes: images of the source pool that already have a copy
+    on the target's node would end with two copies on one node. Repair then places one of
+    them on another node (re-target) — which needs another node to exist."""
+    on_target_node = (
+        db.select(ImageCopy.image_id)
+        .join(StoragePool, StoragePool.id == ImageCopy.pool_id)
+        .where(StoragePool.node_id == target.node_id, ImageCopy.pool_id != source.id)
+    )
+    clash = db.session.execute(
+        db.select(db.func.count(Image.id)).where(
+            Image.storage_pool_id == source.id,
+            Image.deleted_at.is_(None),
+            Image.id.in_(on_target_node),
+        )
+    ).scalar_one()
+    if not clash:
+        return
+    others = set(pools.node_ids(active_only=True)) - {source.node_id, target.node_id}
+    others -= nodes.lost()
+    if copies.wanted() > 1 and not others:
+        problems.append(
+            f"{clash} images of this pool have their replica on node {target.node_id}: moved "
+            "there, both copies would be on one node, and no other node can take the replica. "
+            "Add a node (or move to a pool on another node) first."
+        )
+    else:
+        notes.append(
+            f"{clash} images of this pool have a replica on node {target.node_id}; after the "
+            "move repair re-targets those replicas to another node."
+        )
 
 
 def start(

@@ -1,30 +1,23 @@
-"""Pools: the default pool on first start, and the one placement function (SPEC §7)."""
+"""Pools: the default pool on first start, the pool form, room on a pool's disk, used bytes,
+and the cleanup of temp files left by dead writers. Placement lives in `placement`."""
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import current_app
-from redis.exceptions import RedisError
 from sqlalchemy import func
 
-from pixelfox.extensions import db, get_redis
-from pixelfox.models import Image, ImageVariant, StoragePool
+from pixelfox.extensions import db
+from pixelfox.models import Image, ImageCopy, ImageVariant, StoragePool
 from pixelfox.models.storage import STORAGE_TYPES, TIERS
 from pixelfox.storage import local, paths, push
 
 log = logging.getLogger(__name__)
 TIER_ORDER = {"hot": 0, "warm": 1, "cold": 2, "archive": 3}
-
-
-class NoPoolAvailable(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def ensure_default_pool() -> StoragePool | None:
@@ -74,33 +67,6 @@ def node_ids(active_only: bool = False) -> list[str]:
     return sorted(db.session.execute(q).scalars())
 
 
-FULL_KEY = "pixelfox:pool-full:{}"
-FULL_TTL = 600  # a heartbeat that finds room clears it sooner
-
-
-def mark_full(pool_id: int) -> None:
-    """A write into this pool hit ENOSPC/EDQUOT: placement skips it at once, on every node,
-    until its heartbeat finds room again."""
-    try:
-        get_redis().set(FULL_KEY.format(pool_id), int(time.time()), ex=FULL_TTL)
-    except RedisError:
-        log.warning("could not mark pool %s full (Redis unavailable)", pool_id)
-
-
-def clear_full(pool_id: int) -> None:
-    get_redis().delete(FULL_KEY.format(pool_id))
-
-
-def marked_full(pool_ids: list[int]) -> set[int]:
-    if not pool_ids:
-        return set()
-    try:
-        marks = get_redis().mget([FULL_KEY.format(i) for i in pool_ids])
-    except RedisError:
-        return set()
-    return {i for i, m in zip(pool_ids, marks, strict=True) if m}
-
-
 TEMP_MAX_AGE = 60  # a temp file's lock tells a live writer; the age covers its first instant
 
 
@@ -146,49 +112,25 @@ def disk_state(pool: StoragePool) -> dict:
     return {"writable": writable, "disk_free": free, "disk_total": total, "full": full}
 
 
-def choose_pool(
-    size: int, node_id: str | None = None, health: dict | None = None, direct: bool = False
-) -> StoragePool:
-    """Pick the pool for an upload of `size` bytes: active pools accepting uploads, hot before
-    warm, then by priority, skipping pools that are full or reported unhealthy; the default
-    pool last. `node_id` restricts to pools of one node (the web form on this node)."""
-    q = db.select(StoragePool).where(
-        StoragePool.is_active.is_(True), StoragePool.accepts_uploads.is_(True)
-    )
-    if node_id:
-        q = q.where(StoragePool.node_id == node_id)
-    if direct:  # the browser must be able to reach the pool's node
-        q = q.where(StoragePool.upload_api_url.is_not(None))
-    pools = list(db.session.execute(q).scalars())
-    if not pools:
-        raise NoPoolAvailable(503, "no_pool", "No storage pool accepts uploads right now.")
-    health = health or {}
-    pools.sort(key=lambda p: (p.is_default, TIER_ORDER.get(p.storage_tier, 9), p.priority, p.id))
-    disk_full = marked_full([p.id for p in pools])
-    full = False
-    for pool in pools:
-        state = health.get(pool.id)
-        if state is not None and not state.get("healthy", True):
-            continue
-        left = room(pool)
-        if pool.id in disk_full or (left is not None and left < size):
-            full = True
-            continue
-        return pool
-    if full:
-        raise NoPoolAvailable(507, "storage_full", "Every storage pool is full.")
-    raise NoPoolAvailable(503, "no_pool", "No healthy storage pool accepts uploads right now.")
-
-
 def recompute_used(pool_id: int) -> int:
-    """Sum of the bytes the DB says this pool holds (originals + variant files)."""
+    """Sum of the bytes the DB says this pool holds: its images' originals and variant files,
+    and the replicas of other pools' images kept here."""
+    replicas = db.select(ImageCopy.image_id).where(
+        ImageCopy.pool_id == pool_id, ImageCopy.status != "missing"
+    )
     originals = db.session.execute(
-        db.select(func.coalesce(func.sum(Image.size), 0)).where(Image.storage_pool_id == pool_id)
+        db.select(func.coalesce(func.sum(Image.size), 0)).where(
+            (Image.storage_pool_id == pool_id)
+            | (Image.id.in_(replicas) & (Image.storage_pool_id != pool_id))
+        )
     ).scalar_one()
     # Variants may share a file (a WebP original's "original" thumbnail is the WebP one).
     files = (
         db.select(ImageVariant.stored_path, func.max(ImageVariant.size).label("size"))
-        .where(ImageVariant.storage_pool_id == pool_id)
+        .where(
+            (ImageVariant.storage_pool_id == pool_id)
+            | (ImageVariant.image_id.in_(replicas) & (ImageVariant.storage_pool_id != pool_id))
+        )
         .group_by(ImageVariant.stored_path)
         .subquery()
     )
@@ -219,6 +161,7 @@ POOL_FIELDS = (
     "node_id",
     "max_size_gb",
     "priority",
+    "weight",
     "is_active",
     "is_default",
     "accepts_uploads",
@@ -304,6 +247,13 @@ def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
     except ValueError:
         errors["priority"] = "Priority is a whole number from 0 to 100000 (lower first)."
         priority = 100
+    try:
+        weight = int(data.get("weight") if data.get("weight") not in (None, "") else 100)
+        if not 0 <= weight <= 10000:
+            raise ValueError
+    except ValueError:
+        errors["weight"] = "Weight is a whole number from 0 to 10000 (0 = no new uploads)."
+        weight = 100
     is_default = _flag(data.get("is_default"))
     if pool is not None and pool.is_default and not is_default:
         errors["is_default"] = "Make another pool the default instead; one pool must be it."
@@ -314,7 +264,7 @@ def save_pool(pool: StoragePool | None, data: dict) -> StoragePool:
     pool.name, pool.storage_type, pool.storage_tier = name, storage_type, tier
     pool.base_path, pool.node_id = base_path, node_id
     pool.public_base_url, pool.upload_api_url = public_base_url, upload_api_url
-    pool.max_size, pool.priority = max_size, priority
+    pool.max_size, pool.priority, pool.weight = max_size, priority, weight
     pool.is_active = _flag(data.get("is_active"))
     pool.accepts_uploads = _flag(data.get("accepts_uploads"))
     pool.description = (data.get("description") or "").strip() or None
@@ -344,8 +294,15 @@ def delete_pool(pool: StoragePool) -> None:
         or db.session.execute(
             db.select(ImageVariant.id).where(ImageVariant.storage_pool_id == pool.id).limit(1)
         ).first()
+        or db.session.execute(
+            db.select(ImageCopy.id)
+            .where(ImageCopy.pool_id == pool.id, ImageCopy.status != "missing")
+            .limit(1)
+        ).first()
     )
     if holds:
-        raise PoolError({"pool": "This pool still holds images; move them first."})
+        raise PoolError({"pool": "This pool still holds images or replicas; move them first."})
+    # Copies known to be gone (a lost node's) go with the pool.
+    db.session.execute(db.delete(ImageCopy).where(ImageCopy.pool_id == pool.id))
     db.session.delete(pool)
     db.session.commit()

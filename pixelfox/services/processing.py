@@ -11,7 +11,7 @@ from pixelfox.extensions import db
 from pixelfox.imaging.sniff import KINDS
 from pixelfox.models import Image, ImageVariant, StoragePool
 from pixelfox.models.base import utcnow
-from pixelfox.services import pools, settings
+from pixelfox.services import copies, placement, replicas, settings
 from pixelfox.storage import local, paths
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def process(image_id: int, force: bool = False) -> str:
         return _fail(image, f"This image could not be processed: {exc}")
     except OSError as exc:
         if local.is_disk_full(exc):
-            pools.mark_full(pool.id)
+            placement.mark_full(pool.id)
             raise StorageFull(
                 f"pool {pool.name} is full; processing of {image.uuid} retries"
             ) from exc
@@ -133,8 +133,10 @@ def process(image_id: int, force: bool = False) -> str:
     image.size, image.sha256 = size, digest
     image.width, image.height = result.width, result.height
     image.status, image.error, image.processed_at = "complete", None, utcnow()
+    copies.files_changed(image)
     db.session.commit()
     log.info("image %s complete: %d variants", image.uuid, len(rendered))
+    replicas.queue_replication(image)
     return "complete"
 
 

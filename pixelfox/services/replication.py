@@ -10,7 +10,7 @@ from flask import current_app
 
 from pixelfox.extensions import db
 from pixelfox.models import StoragePool
-from pixelfox.services import pools, settings
+from pixelfox.services import placement, pools, settings
 from pixelfox.storage import local, paths
 
 SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -73,10 +73,11 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
             _size, have = local.hash_file(final)
             if have == sha:
                 return {"status": "ok", "skipped": True, "reason": "exists"}
+        # Repair replaces a corrupt or stale copy: only with bytes verified against a SHA-256.
+        if not (sha is not None and fields.get("overwrite") == "1"):
             raise ReplicationRefused(
                 409, "conflict", "A different file already exists at that path."
             )
-        raise ReplicationRefused(409, "conflict", "A file already exists at that path.")
 
     free, _total = local.disk_usage(pool.base_path)
     room = pools.room(pool, free - pools.DISK_MARGIN)
@@ -89,7 +90,7 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
     except OSError as exc:
         if not local.is_disk_full(exc):
             raise
-        pools.mark_full(pool.id)
+        placement.mark_full(pool.id)
         raise ReplicationRefused(507, "no_room", "The target pool's disk is full.") from exc
     return {"status": "ok", "size": written.size, "sha256": written.sha256}
 

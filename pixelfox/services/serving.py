@@ -11,7 +11,7 @@ from flask import current_app
 from pixelfox.extensions import db
 from pixelfox.imaging.sniff import MIME_BY_EXT
 from pixelfox.models import Image, ImageVariant, StoragePool
-from pixelfox.services import images, tokens
+from pixelfox.services import images, nodes, tokens
 from pixelfox.storage import paths
 
 ONE_YEAR = 365 * 24 * 3600
@@ -56,15 +56,8 @@ def locate(stored_path: str, exp: str | None, sig: str | None) -> Served:
     signed = images.needs_signature(image)
     if signed and not tokens.check_path(stored_path, exp, sig):
         raise NotServed
-    pool_id = image.storage_pool_id
-    if stored_path != image.stored_path:
-        pool_id = db.session.execute(
-            db.select(ImageVariant.storage_pool_id)
-            .where(ImageVariant.image_id == image.id, ImageVariant.stored_path == stored_path)
-            .limit(1)
-        ).scalar_one()
-    pool = db.session.get(StoragePool, pool_id)
-    if pool is None or pool.node_id != current_app.config["NODE_ID"]:
+    pool = copy_here(image)
+    if pool is None:
         raise NotServed
     try:
         target = paths.resolve(pool.base_path, stored_path)
@@ -83,6 +76,26 @@ def locate(stored_path: str, exp: str | None, sig: str | None) -> Served:
     else:
         cache = f"public, max-age={ONE_YEAR}, immutable"
     return Served(target, mime, cache)
+
+
+def copy_here(image: Image) -> StoragePool | None:
+    """The pool on this node with a copy of the image that may be served: a verified copy,
+    or the primary's own copy while it is being processed. Never a corrupt, missing or stale
+    copy, and nothing at all on a node that was marked lost."""
+    here = current_app.config["NODE_ID"]
+    if here in nodes.lost():
+        return None
+    rows = {c.pool_id: c for c in image.copies}
+    for pool in [image.pool] + [c.pool for c in image.copies]:
+        if pool.node_id != here:
+            continue
+        row = rows.get(pool.id)
+        if row is not None and row.status == "verified":
+            return pool
+        primary = pool.id == image.storage_pool_id
+        if primary and (row is None or row.status == "pending") and image.status != "complete":
+            return pool
+    return None
 
 
 def accel_redirect_path(target: Path) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from flask import g, has_request_context
+from flask import g, has_app_context
 
 from pixelfox.extensions import db
 from pixelfox.models import Setting
@@ -92,6 +92,51 @@ DEFINITIONS = [
         0,
         100000,
     ),
+    Definition(
+        "replication_factor",
+        int,
+        1,
+        "cluster",
+        "Verified copies of every image, each on a different node (1–3).",
+        1,
+        3,
+    ),
+    Definition(
+        "node_down_after_seconds",
+        int,
+        180,
+        "cluster",
+        "A node whose heartbeat is older than this is down: links point at its replicas.",
+        5,
+        86400,
+    ),
+    Definition(
+        "repair_max_mb_per_second",
+        int,
+        50,
+        "cluster",
+        "Throttle for copies made by replication and repair, MB/s (0 = unlimited).",
+        0,
+        100000,
+    ),
+    Definition(
+        "scrub_max_mb_per_second",
+        int,
+        5,
+        "cluster",
+        "How fast each node re-reads its files to check them, MB/s (0 = unlimited).",
+        0,
+        100000,
+    ),
+    Definition(
+        "pool_high_water_percent",
+        int,
+        90,
+        "cluster",
+        "Pools fuller than this get no new uploads.",
+        1,
+        100,
+    ),
     Definition("tiering_enabled", bool, False, "tiering", "Move cold images to colder pools."),
 ]
 BY_KEY = {d.key: d for d in DEFINITIONS}
@@ -132,8 +177,10 @@ def parse(key: str, raw) -> object:
 
 
 def all_settings() -> dict[str, object]:
-    """Every setting, stored value or default; cached for the current request only."""
-    if has_request_context() and "pixelfox_settings" in g:
+    """Every setting, stored value or default; cached for the current request or job (the
+    job wrapper and the request teardown drop the cache; `get(key, fresh=True)` reads
+    again, for long jobs that follow changes)."""
+    if has_app_context() and "pixelfox_settings" in g:
         return g.pixelfox_settings
     values = {d.key: d.default for d in DEFINITIONS}
     for row in db.session.execute(db.select(Setting)).scalars():
@@ -142,12 +189,20 @@ def all_settings() -> dict[str, object]:
                 values[row.key] = parse(row.key, json.loads(row.value))
             except (InvalidSetting, ValueError):
                 pass  # a bad stored value falls back to the default
-    if has_request_context():
+    if has_app_context():
         g.pixelfox_settings = values
     return values
 
 
-def get(key: str):
+def forget() -> None:
+    """Drop the cached settings of this request or job."""
+    if has_app_context():
+        g.pop("pixelfox_settings", None)
+
+
+def get(key: str, fresh: bool = False):
+    if fresh:
+        forget()
     return all_settings()[key]
 
 
@@ -161,6 +216,5 @@ def update(changes: dict[str, object]) -> dict[str, object]:
         else:
             row.value = json.dumps(value)
     db.session.commit()
-    if has_request_context():
-        g.pop("pixelfox_settings", None)
+    forget()
     return parsed

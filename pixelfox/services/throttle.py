@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from flask import current_app
+
 from pixelfox.extensions import get_redis
 
 MB = 1024 * 1024
@@ -68,3 +70,10 @@ class NodeSlots:
     def __exit__(self, *exc) -> bool:
         get_redis().zrem(self.key, self.token)
         return False
+
+
+def copy_slots(node: str) -> NodeSlots:
+    """Copy jobs (moves, replicas, repair) at work at once on one node, across its workers:
+    MOVE_MAX_CONCURRENT_PER_NODE."""
+    cap = int(current_app.config.get("MOVE_MAX_CONCURRENT_PER_NODE", 2))
+    return NodeSlots(f"pixelfox:copy-slots:{node}", cap)

@@ -20,7 +20,7 @@ from pixelfox.extensions import db, get_redis
 from pixelfox.imaging.sniff import Refused, sniff
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import heartbeat, pools, ratelimit, settings, tokens
+from pixelfox.services import copies, heartbeat, placement, pools, ratelimit, settings, tokens
 from pixelfox.storage import local, paths
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ def receive(
     limit = min(limit, max_bytes()) if limit else max_bytes()
     if pool is None:
         try:
-            pool = pools.choose_pool(0, node_id=current_app.config["NODE_ID"])
-        except pools.NoPoolAvailable as exc:
+            pool = placement.choose_pool(0, node_id=current_app.config["NODE_ID"])
+        except placement.NoPoolAvailable as exc:
             raise UploadRefused(exc.status, exc.code, exc.message) from exc
     try:
         with local.TempFile(paths.tmp_dir(pool.base_path), "up-") as temp:
@@ -106,7 +106,7 @@ def receive(
             return received
     except OSError as exc:
         if local.is_disk_full(exc):
-            pools.mark_full(pool.id)  # the next upload goes to a pool with room
+            placement.mark_full(pool.id)  # the next upload goes to a pool with room
             raise storage_full() from exc
         raise
 
@@ -165,6 +165,8 @@ def _place(temp: local.TempFile, filename: str | None, user: User, pool: Storage
                 .values(used_size=StoragePool.used_size + temp.size)
             )
             db.session.add(image)
+            db.session.flush()
+            copies.add_primary(image)
             db.session.flush()
         except IntegrityError:
             db.session.rollback()
@@ -242,8 +244,8 @@ def open_session(user: User, file_size) -> dict:
     if size > max_bytes():
         raise too_large()
     try:
-        pool = pools.choose_pool(size, health=heartbeat.pool_states(), direct=True)
-    except pools.NoPoolAvailable as exc:
+        pool = placement.choose_pool(size, health=heartbeat.pool_states(), direct=True)
+    except placement.NoPoolAvailable as exc:
         raise UploadRefused(exc.status, exc.code, exc.message) from exc
     token, exp = tokens.issue_upload_token(user.id, pool.id, pool.node_id, size)
     return {

@@ -63,6 +63,9 @@ class Copier:
     secret: str | None = None
     allow_insecure: bool = False
     throttle: Callable[[int], None] = _no_throttle
+    # Replace different bytes at the target (repairing a corrupt or stale copy) instead of
+    # refusing them: safe, as what is written is verified against the recorded SHA-256.
+    overwrite: bool = False
 
     def copy(self, source: PoolRef, target: PoolRef, f: FileRef, synced: set | None = None):
         """Make a verified copy of one file in the target pool. Copies on this node leave the
@@ -80,10 +83,11 @@ class Copier:
         if dst.exists():
             if local.hash_file(dst)[1] == f.sha256:
                 return
-            raise CopyFailed(f"A different file is already at the target path {f.rel}.")
+            if not self.overwrite:
+                raise CopyFailed(f"A different file is already at the target path {f.rel}.")
         if not src.exists():
             raise CopyFailed(f"{f.rel} is missing on the source and has no copy on the target.")
-        if not self._link(src, dst, f):
+        if self.overwrite or not self._link(src, dst, f):
             with open(src, "rb") as fh:
                 chunks = (self.throttle(len(b)) or b for b in local.iter_file(fh))
                 try:
@@ -149,7 +153,9 @@ class Copier:
                 return  # copied before the source went missing
             raise CopyFailed(f"{f.rel} is missing on the source and has no copy on the target.")
         try:
-            push.push_file(url, self.secret, target.id, f.rel, src, f.sha256, self.throttle)
+            push.push_file(
+                url, self.secret, target.id, f.rel, src, f.sha256, self.throttle, self.overwrite
+            )
         except push.PushError as exc:
             if exc.status == 409:
                 raise CopyFailed(f"A different file is already at {f.rel} on the target.") from exc

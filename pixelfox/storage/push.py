@@ -123,17 +123,18 @@ def push_file(
     path: Path,
     sha256: str,
     on_chunk: Callable[[int], None] | None = None,
+    overwrite: bool = False,
     timeout: float = 60,
 ) -> dict:
-    """PUT one file to a replicate endpoint. Returns its JSON on 200; raises PushError
-    (status 0 when the node could not be reached)."""
+    """PUT one file to a replicate endpoint (`overwrite`: replace different bytes there).
+    Returns its JSON on 200; raises PushError (status 0 when the node could not be
+    reached)."""
     size = os.path.getsize(path)
-    body = MultipartFile(
-        {"pool_id": str(pool_id), "stored_path": stored_path, "size": str(size), "sha256": sha256},
-        path,
-        size,
-        on_chunk,
-    )
+    fields = {"pool_id": str(pool_id), "stored_path": stored_path, "size": str(size)}
+    fields["sha256"] = sha256
+    if overwrite:
+        fields["overwrite"] = "1"
+    body = MultipartFile(fields, path, size, on_chunk)
     try:
         resp = _session().put(
             url,
