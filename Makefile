@@ -53,6 +53,7 @@ format: deps
 
 bench: deps
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_thumbnails.py
 	$(BIN)/python scripts/bench_moves.py
 	$(BIN)/python scripts/bench_cluster.py
 	$(BIN)/python scripts/bench_admin.py

@@ -122,6 +122,17 @@ def test_uploader_sees_processing_finish_without_reloading(app, stack, browser):
     preview = page.locator("#image-status img.preview")
     preview.wait_for()
     page.wait_for_function("document.querySelector('#image-status img.preview').naturalWidth > 0")
+    # <picture>: AVIF and WebP before the original format, with its size (no layout jump);
+    # Chromium takes the AVIF.
+    sources = page.locator("#image-status picture source")
+    assert [sources.nth(i).get_attribute("type") for i in range(sources.count())] == [
+        "image/avif",
+        "image/webp",
+    ]
+    assert preview.get_attribute("width") and preview.get_attribute("height")
+    assert page.evaluate("document.querySelector('#image-status img.preview').currentSrc").endswith(
+        "_medium.avif"
+    )
     cells = page.locator("#image-status table.grid a")
     assert cells.count() >= 6  # sizes × formats, each a link to a real file
     for href in [cells.nth(i).get_attribute("href") for i in range(cells.count())]:

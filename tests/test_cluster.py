@@ -404,6 +404,8 @@ def test_a_cluster_spreads_replicates_fails_over_and_heals(app, cluster, tmp_pat
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x5A
     victim.write_bytes(bytes(data))
+    with app.app_context():  # the app node's worker (and its heartbeats) pause for a while
+        settings.update({"node_down_after_seconds": 600})
     cluster.kill_worker("local")
     scrubbed = subprocess.run(
         [str(Path(sys.executable).with_name("flask")), "--app", "wsgi", "scrub"],

@@ -230,7 +230,8 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
         for image in db.session.execute(
             db.select(Image).where(Image.storage_pool_id == tiny)
         ).scalars():
-            assert processing.process(image.id) == "complete"
+            assert processing.process(image.id) == "ready"
+            assert processing.finish(image.id) == "complete"
         pool = db.session.get(StoragePool, tiny)
         assert pool.used_size == pools.recompute_used(tiny)
 

@@ -88,7 +88,8 @@ def test_crash_half_way_converges_on_rerun(app, client, auth):
     variants[0].unlink()
     (variants[1].parent / f".{variants[1].name}.abc.part").write_bytes(b"half")
     with app.app_context():
-        assert process_image(image_id) == "complete"
+        assert process_image(image_id) == "ready"  # the thumbnails; phase 2 is queued
+    run_jobs(app)
     state, rows, files = snapshot(app, uuid)
     assert state[0] == "complete" and state[1:] == done[0][1:]
     assert [(k, p) for k, p, _, _ in rows] == [(k, p) for k, p, _, _ in done[1]]

@@ -52,6 +52,7 @@ def regen_index():
 def regen_detail(run_id: int):
     """A run's live progress (HTMX polls the bar); JSON for scripts."""
     run = db.session.get(RegenRun, run_id) or abort(404)
+    regen.maybe_finish(run)  # its last images' phase 2 may have ended since the batches
     p = regen.progress(run)
     if wants_json():
         return jsonify(p)

@@ -14,6 +14,7 @@ from pathlib import Path
 from wand.exceptions import WandException
 
 from pixelfox.imaging.magick import Image
+from pixelfox.imaging.sniff import sniff
 from pixelfox.storage.local import TempFile, fsync_dir
 
 SIZES = {"medium": 500, "small": 200}  # largest first: each level is made from the previous
@@ -21,6 +22,7 @@ AVIF_MIN_SIDE = 64
 QUALITY = {"webp": 85, "avif": 60, "jpeg": 85, "heic": 60}
 KEEP_PROFILES = ("icc", "icm")
 ANIMATED_FORMATS = ("gif", "webp")
+ROTATED = ("left_top", "right_top", "right_bottom", "left_bottom")  # EXIF 5–8
 FULL_BELOW = 64 * 1024 * 1024  # a failed write with less room than this: the disk is full
 
 
@@ -50,9 +52,11 @@ class Rendered:
 
 @dataclass
 class Result:
-    width: int
+    width: int  # the image's full size, turned upright (also when it was `scaled`)
     height: int
     frames: int
+    scaled: bool = False  # decoded at a reduced scale (JPEG shrink-on-load)
+    rotated: bool = False  # EXIF turned it by 90° (width and height swapped)
     original: Rendered | None = None  # set when the original was rewritten without metadata
     variants: list[Rendered] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # kinds not made (e.g. AVIF too small)
@@ -149,14 +153,17 @@ def render(
     temp_dir: Path,
     *,
     strip_original: bool = True,
+    decode_hint: str | None = None,
 ) -> Result:
     """Render every target (and `src` again without metadata, when asked and needed) into
     temp files in `temp_dir`; the caller commits the Result. Nothing is staged after an
-    error. Any ImageMagick error means this file cannot be processed (DecodeError); OS errors
-    such as a full disk propagate so the job is retried."""
+    error. `decode_hint` ("WxH", JPEG only) lets libjpeg decode at the smallest scale whose
+    sides stay at least that large: a 12 MP photo's thumbnails need a fraction of its pixels.
+    Any ImageMagick error means this file cannot be processed (DecodeError); OS errors such
+    as a full disk propagate so the job is retried."""
     result = Result(0, 0, 0)
     try:
-        return _render(src, src_fmt, targets, temp_dir, strip_original, result)
+        return _render(src, src_fmt, targets, temp_dir, strip_original, result, decode_hint)
     except WandException as exc:
         result.discard()
         raise DecodeError(f"ImageMagick could not decode the file ({_short(exc)})") from exc
@@ -166,12 +173,28 @@ def render(
 
 
 def _render(
-    src: Path, src_fmt: str, targets: list[Target], temp_dir: Path, strip: bool, result: Result
+    src: Path,
+    src_fmt: str,
+    targets: list[Target],
+    temp_dir: Path,
+    strip: bool,
+    result: Result,
+    hint: str | None,
 ) -> Result:
-    img = Image(filename=f"{src_fmt}:{src}")
+    img = Image()
+    if hint and src_fmt == "jpeg":
+        img.options["jpeg:size"] = hint
     with img:
+        img.read(filename=f"{src_fmt}:{src}")
         if img.width <= 0 or img.height <= 0:
             raise DecodeError("the file decodes to an empty image")
+        full = (img.width, img.height)
+        if hint and src_fmt == "jpeg":
+            with open(src, "rb") as fh:  # the header's size: did libjpeg scale it down?
+                found = sniff(fh)
+            full = (found.width, found.height)
+            result.scaled = (img.width, img.height) != full
+        result.rotated = getattr(img, "orientation", "") in ROTATED
         frames = len(img.sequence)
         animated = frames > 1 and src_fmt in ANIMATED_FORMATS
         if animated:
@@ -180,7 +203,8 @@ def _render(
         source_quality = img.compression_quality or 92
         img.auto_orient()
         _strip(img)
-        result.width, result.height, result.frames = img.width, img.height, frames
+        result.width, result.height = full[::-1] if result.rotated else full
+        result.frames = frames
 
         if rewrite:
             q = source_quality if src_fmt in ("jpeg", "webp", "heic", "avif") else None

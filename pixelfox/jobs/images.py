@@ -10,7 +10,8 @@ from pixelfox.services import deletion, processing
 
 @with_app_context
 def process_image(image_id: int, force: bool = False) -> str:
-    """Make the variants of one image (`force`: render again even if complete)."""
+    """Phase 1 of processing: the thumbnails, published at once; then phase 2 is queued
+    (`force`: render again even if complete)."""
     log = get_job_logger(__name__)
     try:
         result = processing.process(image_id, force=force)
@@ -21,6 +22,22 @@ def process_image(image_id: int, force: bool = False) -> str:
         log.exception("process_image %s failed", image_id)
         raise
     log.info("process_image %s → %s", image_id, result)
+    return result
+
+
+@with_app_context
+def finish_image(image_id: int, force: bool = False) -> str:
+    """Phase 2 of processing: full-size WebP/AVIF and the original without metadata."""
+    log = get_job_logger(__name__)
+    try:
+        result = processing.finish(image_id, force=force)
+    except Exception as exc:
+        job = get_current_job()
+        if job is None or not job.retries_left:  # last attempt: say so instead of hanging
+            processing.give_up(image_id, exc)
+        log.exception("finish_image %s failed", image_id)
+        raise
+    log.info("finish_image %s → %s", image_id, result)
     return result
 
 

@@ -12,6 +12,13 @@ from pixelfox.extensions import db
 from pixelfox.models.base import PreciseDateTime, Timestamps, utcnow
 
 STATUSES = ("pending", "processing", "complete", "failed")
+
+
+def is_thumbnail(kind: str) -> bool:
+    """Processing's phase 1 makes these kinds (published as soon as the image is ready)."""
+    return kind.startswith("thumbnail_")
+
+
 VISIBILITIES = ("public", "unlisted", "private")
 
 
@@ -55,6 +62,8 @@ class Image(Timestamps, db.Model):
     # The latest view, written with the batched view counts (services.viewcounts).
     last_viewed_at: Mapped[datetime | None] = mapped_column(DateTime)
     processed_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    # Phase 1 published the thumbnails (the viewer shows the picture; phase 2 may still run).
+    ready_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     # Set when deletion is requested: hidden everywhere at once; the delete job removes
     # files, then rows.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -74,6 +83,13 @@ class Image(Timestamps, db.Model):
     @property
     def complete(self) -> bool:
         return self.status in ("complete", "failed")
+
+    @property
+    def ready(self) -> bool:
+        """The thumbnails are published (processing may still make the full-size files)."""
+        return self.status == "complete" or (
+            self.ready_at is not None and self.status == "processing"
+        )
 
     def __repr__(self) -> str:
         return f"<Image {self.uuid} {self.status}>"

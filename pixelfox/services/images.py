@@ -11,6 +11,7 @@ from sqlalchemy import or_
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
+from pixelfox.models.image import is_thumbnail
 from pixelfox.services import copies, like_pattern, tokens, uploads
 
 SIZES_ORDER = ("small", "medium", "full")
@@ -52,16 +53,22 @@ def base_url(pool: StoragePool | None) -> str:
     )
 
 
-def is_published(image: Image) -> bool:
-    """Its files may be served to anyone with the link (and cached by anyone): processing has
-    completed, so the original no longer carries metadata (with strip_metadata on) and its
-    bytes stay as they are. Before that, and for a failed image, only the owner and admins
-    see the files, through signed URLs that no shared cache keeps."""
-    return image.status == "complete"
+def is_published(image: Image, stored_path: str | None = None) -> bool:
+    """May this file (default: the original) be served to anyone with the link, and cached
+    by anyone? Once processing has completed: the original no longer carries metadata (with
+    strip_metadata on) and no file changes any more. Before that, the thumbnails as soon as
+    phase 1 has published them (made without metadata, and final). Everything else — and
+    everything of a failed image — only the owner and admins see, through signed URLs that no
+    shared cache keeps."""
+    if image.status == "complete":
+        return True
+    if not image.ready or stored_path is None:
+        return False
+    return any(v.stored_path == stored_path and is_thumbnail(v.kind) for v in image.variants)
 
 
-def needs_signature(image: Image) -> bool:
-    return image.visibility == "private" or not is_published(image)
+def needs_signature(image: Image, stored_path: str | None = None) -> bool:
+    return image.visibility == "private" or not is_published(image, stored_path)
 
 
 def file_url(image: Image, stored_path: str) -> str:
@@ -73,8 +80,8 @@ def file_url(image: Image, stored_path: str) -> str:
     if pool is None:
         return ""
     url = f"{base_url(pool)}/uploads/{stored_path}"
-    if needs_signature(image):
-        ttl = tokens.URL_TTL if is_published(image) else tokens.UNPUBLISHED_URL_TTL
+    if needs_signature(image, stored_path):
+        ttl = tokens.URL_TTL if is_published(image, stored_path) else tokens.UNPUBLISHED_URL_TTL
         try:
             url += "?" + urlencode(tokens.sign_path(stored_path, ttl))
         except tokens.SecretMissing:
@@ -107,7 +114,9 @@ def status_payload(image: Image) -> dict:
         "error": image.error,
         "view_url": view_url(image),
         "original_url": file_url(image, image.stored_path),
-        "variants": variant_urls(image) if image.status == "complete" else {},
+        # Thumbnails first (processing's phase 1, "ready"), the full-size files when complete.
+        "ready": image.ready,
+        "variants": variant_urls(image),
         "copies": copies.summary(image),
     }
 
@@ -135,28 +144,28 @@ def detail_payload(image: Image) -> dict:
                 "url": data["variants"].get(v.kind),
             }
             for v in image.variants
-        ]
-        if image.status == "complete"
-        else [],
+        ],
     )
     return data
 
 
-def grid(image: Image) -> list[dict]:
-    """Rows of sizes × formats for the viewer: [{size, cells: {format: variant|None}}]."""
-    urls = variant_urls(image)
+def grid(image: Image, manager: bool = False) -> list[dict]:
+    """Rows of sizes × formats for the viewer: [{size, cells: {format: cell|None}}]. Files
+    not published yet (the original and the full-size files while processing) are cells only
+    for the owner and admins (signed links); for others they stay empty until published."""
     by_kind = {v.kind: v for v in image.variants}
     rows = []
     for size in SIZES_ORDER:
         cells = {}
         for fmt in FORMAT_ORDER:
-            if size == "full":
-                kind = fmt if fmt != "original" else None
-            else:
-                kind = f"thumbnail_{size}_{fmt}"
+            kind = (
+                (fmt if fmt != "original" else None)
+                if size == "full"
+                else f"thumbnail_{size}_{fmt}"
+            )
             if kind is None:
-                cells[fmt] = {
-                    "url": file_url(image, image.stored_path),
+                cell = {
+                    "path": image.stored_path,
                     "width": image.width,
                     "height": image.height,
                     "size": image.size,
@@ -164,17 +173,41 @@ def grid(image: Image) -> list[dict]:
                 }
             elif kind in by_kind:
                 v = by_kind[kind]
-                cells[fmt] = {
-                    "url": urls[kind],
+                cell = {
+                    "path": v.stored_path,
                     "width": v.width,
                     "height": v.height,
                     "size": v.size,
                     "format": v.format,
                 }
             else:
+                cell = None
+            if cell is not None and (manager or is_published(image, cell["path"])):
+                cell["url"] = file_url(image, cell["path"])
+                cells[fmt] = cell
+            else:
                 cells[fmt] = None
         rows.append({"size": size, "cells": cells})
     return rows
+
+
+def preview(image: Image, manager: bool = False) -> dict | None:
+    """The picture the viewer shows first: the medium thumbnail with its AVIF and WebP
+    siblings ({"img": cell, "avif": url|None, "webp": url|None}), falling back to the small
+    one; None until phase 1 has published them."""
+    if not image.ready:
+        return None
+    rows = {r["size"]: r["cells"] for r in grid(image, manager)}
+    for size in ("medium", "small"):
+        cells = rows[size]
+        img = cells["original"] or cells["webp"]
+        if img:
+            return {
+                "img": img,
+                "avif": (cells["avif"] or {}).get("url"),
+                "webp": (cells["webp"] or {}).get("url"),
+            }
+    return None
 
 
 def update(image: Image, title: str | None, description: str | None, visibility: str) -> None:
@@ -255,7 +288,10 @@ def list_thumbnail(image: Image) -> str | None:
 
 
 def reprocess(image: Image) -> None:
-    """Render an image again on its node, even if it is complete (forced)."""
-    image.status, image.error, image.updated_at = "pending", None, utcnow()
+    """Render an image again on its node, even if it is complete (forced). A complete image
+    stays complete (and its links public) while its files are rendered again in place."""
+    if image.status != "complete":
+        image.status, image.error = "pending", None
+    image.updated_at = utcnow()
     db.session.commit()
     uploads.queue_processing(image, force=True)

@@ -10,7 +10,7 @@ from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import dashboard, deletion, moves, pools, regen, uploads
+from pixelfox.services import dashboard, deletion, moves, pools, processing, regen, uploads
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=10)
@@ -48,7 +48,14 @@ def sweep(now=None) -> dict[str, int]:
         .limit(500)
     ).scalars()
     counts["requeued"] = _requeue_lost(
-        ((uploads.process_job_id(i), partial(uploads.queue_processing, i)) for i in stale), now
+        (
+            # Phase 1 done (ready): phase 2 was lost; else phase 1.
+            (processing.finish_job_id(i), partial(processing.queue_finish, i))
+            if i.ready_at is not None and i.status == "processing"
+            else (uploads.process_job_id(i), partial(uploads.queue_processing, i))
+            for i in stale
+        ),
+        now,
     )
 
     # 4. Deletions whose job was lost.

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from flask import current_app
 
+from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.imaging.sniff import KINDS
 from pixelfox.models import Image, ImageVariant, StoragePool
 from pixelfox.models.base import utcnow
+from pixelfox.models.image import is_thumbnail
 from pixelfox.services import copies, placement, replicas, settings
 from pixelfox.storage import local, paths
 
@@ -29,54 +31,138 @@ class StorageFull(RuntimeError):
 # pixelfox.imaging.variants is imported inside the functions below: importing it loads
 # ImageMagick, which only workers may do (the web imports this module through regen).
 
+# Two phases. Phase 1 (`process`, queued ahead of other work) makes what the viewer and the
+# copy boxes need first — the small and medium thumbnails in every format — from a JPEG
+# decoded at the scale they need, and publishes them at once (`ready_at`). Phase 2
+# (`finish`, queued behind) makes the heavy outputs — full-size WebP and AVIF — and rewrites
+# the original without its metadata; then the image is `complete`.
+THUMBNAILS, FULL = 1, 2
+# Decode JPEGs for the thumbnails at the smallest DCT scale whose sides are all >= this
+# (the medium thumbnail is 500 px wide, whichever way the image is turned).
+DECODE_HINT = "500x500"
 
-def plan(image: Image, pool: StoragePool, opts: dict):
+
+def plan(image: Image, pool: StoragePool, opts: dict, phase: int | None = None):
+    """(the source's kind, the variant targets of `phase`, or of both phases)."""
     from pixelfox.imaging.variants import Target
 
     src = KIND_BY_MIME[image.mime_type]
 
-    def dest(ext: str, size: str | None = None) -> tuple[str, Path]:
-        rel = paths.variant_path(image.stored_path, image.uuid, ext, size)
-        return rel, paths.resolve(pool.base_path, rel)
+    def dest(ext: str, size: str | None = None) -> Path:
+        return paths.resolve(
+            pool.base_path, paths.variant_path(image.stored_path, image.uuid, ext, size)
+        )
 
-    targets = [
-        Target("webp", None, "webp", dest(".webp")[1]),
-        Target("avif", None, "avif", dest(".avif")[1]),
-    ]
-    wanted = [
-        ("original", src.name, src.ext, opts["thumbnail_original_enabled"]),
-        ("webp", "webp", ".webp", opts["thumbnail_webp_enabled"]),
-        ("avif", "avif", ".avif", opts["thumbnail_avif_enabled"]),
-    ]
-    for size in ("small", "medium"):
-        for label, fmt, ext, enabled in wanted:
-            if enabled:
-                targets.append(Target(f"thumbnail_{size}_{label}", size, fmt, dest(ext, size)[1]))
+    targets = []
+    if phase in (None, FULL):
+        targets += [
+            Target("webp", None, "webp", dest(".webp")),
+            Target("avif", None, "avif", dest(".avif")),
+        ]
+    if phase in (None, THUMBNAILS):
+        wanted = [
+            ("original", src.name, src.ext, opts["thumbnail_original_enabled"]),
+            ("webp", "webp", ".webp", opts["thumbnail_webp_enabled"]),
+            ("avif", "avif", ".avif", opts["thumbnail_avif_enabled"]),
+        ]
+        for size in ("small", "medium"):
+            for label, fmt, ext, enabled in wanted:
+                if enabled:
+                    targets.append(Target(f"thumbnail_{size}_{label}", size, fmt, dest(ext, size)))
     return src, targets
 
 
-def process(image_id: int, force: bool = False) -> str:
-    """Make every variant of one image and record it. Safe to run again at any point: files
-    have fixed names and are written atomically, rows are upserted by (image, kind); a
-    complete image whose files are all in place is left alone unless `force`."""
-    from pixelfox.imaging.variants import DecodeError, render
-
+def _load(image_id: int):
     image = db.session.get(Image, image_id)
     if image is None or image.deleted_at is not None:
+        return None
+    if image.pool.node_id != current_app.config["NODE_ID"]:
+        raise WrongNode(f"image {image.uuid} lives on node {image.pool.node_id}")
+    return image
+
+
+def process(image_id: int, force: bool = False) -> str:
+    """Phase 1: the thumbnails, published at once; then phase 2 is queued. Safe to run again
+    at any point: files have fixed names and are written atomically, rows are upserted by
+    (image, kind); thumbnails in place are not made again unless `force`."""
+    image = _load(image_id)
+    if image is None:
         return "gone"
-    pool = image.pool
-    if pool.node_id != current_app.config["NODE_ID"]:
-        raise WrongNode(f"image {image.uuid} lives on node {pool.node_id}")
-    opts = settings.all_settings()
-    src_kind, targets = plan(image, pool, opts)
-    source = paths.resolve(pool.base_path, image.stored_path)
+    pool, opts = image.pool, settings.all_settings()
+    if (
+        not force
+        and image.status == "complete"
+        and _intact(image, pool, plan(image, pool, opts)[1])
+    ):
+        return "complete"
+    src_kind, targets = plan(image, pool, opts, THUMBNAILS)
+    if not force and image.ready_at is not None and _intact(image, pool, targets):
+        queue_finish(image)  # phase 1 ended before a crash: on with phase 2
+        return "ready"
+    if image.status != "complete":  # a complete image stays published while rendered again
+        image.status, image.error = "processing", None
+        db.session.commit()
+    hint = DECODE_HINT if src_kind.name == "jpeg" else None
+    result = _render(image, pool, src_kind, targets, strip=False, hint=hint)
+    if isinstance(result, str):
+        return result
+    _record(image, pool, result, THUMBNAILS)
+    image.width, image.height = result.width, result.height
+    image.ready_at = utcnow()
+    db.session.commit()
+    log.info("image %s ready: %d thumbnails", image.uuid, len(result.variants))
+    queue_finish(image, force)
+    return "ready"
+
+
+def finish(image_id: int, force: bool = False) -> str:
+    """Phase 2: full-size WebP and AVIF, the original without metadata; then `complete`, and
+    the copies on other nodes are brought up to date. Idempotent like phase 1."""
+    image = _load(image_id)
+    if image is None:
+        return "gone"
+    if image.ready_at is None:  # phase 1 first (it queues this again)
+        return process(image_id, force)
+    pool, opts = image.pool, settings.all_settings()
+    src_kind, targets = plan(image, pool, opts, FULL)
     if not force and image.status == "complete" and _intact(image, pool, targets):
         return "complete"
-
-    image.status = "processing"
-    image.error = None
+    result = _render(image, pool, src_kind, targets, strip=opts["strip_metadata"], hint=None)
+    if isinstance(result, str):
+        return result
+    _record(image, pool, result, FULL)
+    image.width, image.height = result.width, result.height
+    image.status, image.error, image.processed_at = "complete", None, utcnow()
+    copies.files_changed(image)
     db.session.commit()
+    log.info("image %s complete: %d variants", image.uuid, len(image.variants))
+    replicas.queue_replication(image)
+    return "complete"
 
+
+def queue_finish(image: Image, force: bool = False) -> None:
+    """Phase 2, behind the queued work (new uploads' phase 1 goes ahead of it)."""
+    try:
+        queues.enqueue_once(
+            image.pool.node_id,
+            "pixelfox.jobs.images.finish_image",
+            finish_job_id(image),
+            *((image.id, True) if force else (image.id,)),
+        )
+    except Exception:  # Redis down: the sweeper queues it later
+        log.exception("could not queue phase 2 of %s", image.uuid)
+
+
+def finish_job_id(image: Image) -> str:
+    return queues.job_id("finish-image", image.uuid)
+
+
+def _render(image: Image, pool: StoragePool, src_kind, targets, strip: bool, hint):
+    """Render `targets` into place (staged, then renamed in together), or the outcome when the
+    image failed; a full disk raises StorageFull with nothing changed."""
+    from pixelfox.imaging.variants import DecodeError, render
+
+    source = paths.resolve(pool.base_path, image.stored_path)
     if not source.exists():
         return _fail(image, "The original file is missing from storage.")
     try:
@@ -85,7 +171,8 @@ def process(image_id: int, force: bool = False) -> str:
             src_kind.name,
             targets,
             paths.tmp_dir(pool.base_path),
-            strip_original=opts["strip_metadata"],
+            strip_original=strip,
+            decode_hint=hint,
         )
         # Every output is staged by now: renaming them in needs no room, so a full disk has
         # failed above with nothing changed.
@@ -99,17 +186,26 @@ def process(image_id: int, force: bool = False) -> str:
                 f"pool {pool.name} is full; processing of {image.uuid} retries"
             ) from exc
         raise
+    return result
 
+
+def _record(image: Image, pool: StoragePool, result, phase: int) -> None:
+    """Upsert the rows of one phase's variants (dropping those it no longer makes) and, in
+    phase 2, describe the original as it is on disk now; used_size follows."""
     base = Path(pool.base_path).resolve()
+    mine = is_thumbnail if phase == THUMBNAILS else (lambda kind: not is_thumbnail(kind))
     rendered = {v.kind: v for v in result.variants}
-    existing = {v.kind: v for v in image.variants}
+    existing = {v.kind: v for v in image.variants if mine(v.kind)}
     # Variant files may be shared by two kinds (a WebP original's thumbnails): count paths once.
     old_bytes = sum({v.stored_path: v.size for v in existing.values()}.values())
     new_bytes = sum({r.dest: r.size for r in rendered.values()}.values())
-    # Hash the original every run: a crash after rewriting it must still end with the DB
-    # describing the bytes on disk.
-    size, digest = local.hash_file(source)
-    delta = size - image.size + new_bytes - old_bytes
+    delta = new_bytes - old_bytes
+    if phase == FULL:
+        # Hash the original every run: a crash after rewriting it must still end with the DB
+        # describing the bytes on disk.
+        size, digest = local.hash_file(paths.resolve(pool.base_path, image.stored_path))
+        delta += size - image.size
+        image.size, image.sha256 = size, digest
     if delta:
         # Pool row first, variant inserts after: their foreign-key check would otherwise take
         # a shared lock that this update has to upgrade, and deadlock with an upload.
@@ -128,16 +224,7 @@ def process(image_id: int, force: bool = False) -> str:
         row.stored_path = r.dest.relative_to(base).as_posix()
         row.storage_pool_id = pool.id
         if row.id is None:
-            db.session.add(row)
-
-    image.size, image.sha256 = size, digest
-    image.width, image.height = result.width, result.height
-    image.status, image.error, image.processed_at = "complete", None, utcnow()
-    copies.files_changed(image)
-    db.session.commit()
-    log.info("image %s complete: %d variants", image.uuid, len(rendered))
-    replicas.queue_replication(image)
-    return "complete"
+            image.variants.append(row)
 
 
 def _intact(image: Image, pool: StoragePool, targets) -> bool:

@@ -53,7 +53,7 @@ def locate(stored_path: str, exp: str | None, sig: str | None) -> Served:
     image = image_for_path(stored_path)
     if image is None or image.deleted_at is not None:
         raise NotServed
-    signed = images.needs_signature(image)
+    signed = images.needs_signature(image, stored_path)
     if signed and not tokens.check_path(stored_path, exp, sig):
         raise NotServed
     pool = copy_here(image)
@@ -68,7 +68,7 @@ def locate(stored_path: str, exp: str | None, sig: str | None) -> Served:
     mime = MIME_BY_EXT.get(target.suffix.lower()) or mimetypes.guess_type(target.name)[0]
     if mime is None or not mime.startswith("image/"):
         raise NotServed
-    if not images.is_published(image):
+    if not images.is_published(image, stored_path):
         # Bytes that processing will still rewrite (metadata stripped): kept by no cache.
         cache = "private, no-store"
     elif signed:

@@ -201,14 +201,17 @@ def process_job_id(image: Image) -> str:
 
 
 def queue_processing(image: Image, force: bool = False) -> None:
-    """Queue `process_image` on the node that holds the bytes. If Redis is down the image
-    stays `pending` and the sweeper queues it later. `force` renders a complete image again."""
+    """Queue `process_image` (phase 1: the thumbnails) on the node that holds the bytes, ahead
+    of the work already queued there — phase 2 of earlier uploads, moves, copies — so a new
+    picture appears within a second also under a backlog. If Redis is down the image stays
+    `pending` and the sweeper queues it later. `force` renders a complete image again."""
     try:
         queues.enqueue_once(
             image.pool.node_id,
             "pixelfox.jobs.images.process_image",
             process_job_id(image),
             *((image.id, True) if force else (image.id,)),
+            at_front=True,
         )
     except Exception:  # Redis down: the row is safe, the sweeper re-queues pending images
         log.exception("could not queue processing of %s", image.uuid)

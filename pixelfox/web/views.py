@@ -137,7 +137,8 @@ def _view_context(image: Image) -> dict:
     original = images.file_url(image, image.stored_path) if published or manager else ""
     return {
         "image": image,
-        "grid": images.grid(image) if image.status == "complete" else [],
+        "grid": images.grid(image, manager) if image.ready else [],
+        "preview": images.preview(image, manager),
         "original_url": original,
         "share_url": images.share_url(image),
         "can_manage": manager,
