@@ -117,6 +117,20 @@ def sniff(fh: BinaryIO, max_megapixels: float | None = None) -> Sniffed:
     return sniffed
 
 
+def dimensions(fh: BinaryIO) -> tuple[int, int]:
+    """Width and height from the header alone (no completeness check); ValueError when the
+    header cannot be read."""
+    fh.seek(0)
+    head = fh.read(4096)
+    name = detect(head)
+    if name is None:
+        raise ValueError("not an image we read")
+    try:
+        return _DIMENSIONS[name](fh, head)
+    except (struct.error, IndexError) as exc:
+        raise ValueError("unreadable header") from exc
+
+
 # --- dimensions -------------------------------------------------------------------------
 
 SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}

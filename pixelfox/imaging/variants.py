@@ -14,7 +14,7 @@ from pathlib import Path
 from wand.exceptions import WandException
 
 from pixelfox.imaging.magick import Image
-from pixelfox.imaging.sniff import sniff
+from pixelfox.imaging.sniff import dimensions
 from pixelfox.storage.local import TempFile, fsync_dir
 
 SIZES = {"medium": 500, "small": 200}  # largest first: each level is made from the previous
@@ -191,8 +191,10 @@ def _render(
         full = (img.width, img.height)
         if hint and src_fmt == "jpeg":
             with open(src, "rb") as fh:  # the header's size: did libjpeg scale it down?
-                found = sniff(fh)
-            full = (found.width, found.height)
+                try:
+                    full = dimensions(fh)
+                except ValueError as exc:
+                    raise DecodeError(f"its header cannot be read ({exc})") from exc
             result.scaled = (img.width, img.height) != full
         result.rotated = getattr(img, "orientation", "") in ROTATED
         frames = len(img.sequence)
