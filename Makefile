@@ -39,7 +39,7 @@ migrate: deps
 	$(BIN)/flask --app wsgi db upgrade
 
 test: deps
-	bash scripts/install-system-deps.sh browser
+	bash scripts/install-system-deps.sh browser s3
 	bash scripts/check-test-services.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -334,3 +334,65 @@ def browser_login(base: str, username: str):
     page = s.get(f"{base}/").text
     assert f"Log out ({username})" in page
     return s, re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server (Ceph RADOS Gateway) for this run, started on first use."""
+    from tests import s3server
+
+    server = s3server.start(VAR_DIR / "s3")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server):
+    """A new, empty bucket for one test (emptied and removed after it)."""
+    name = s3_server.new_bucket()
+    yield name
+    s3_server.drop_bucket(name)
+
+
+def s3_pool_fields(server, bucket: str, **extra) -> dict:
+    """The pool form's fields for a bucket of the test S3 server."""
+    fields = {
+        "name": f"bucket-{bucket[-6:]}",
+        "storage_type": "s3",
+        "storage_tier": "cold",
+        "node_id": "local",
+        "s3_endpoint": server.endpoint,
+        "s3_bucket": bucket,
+        "s3_region": "us-east-1",
+        "s3_prefix": "pixelfox",
+        "s3_access_key": server.access_key,
+        "s3_secret_key": server.secret_key,
+        "s3_addressing_style": "path",
+        "priority": "100",
+        "weight": "100",
+        "is_active": "y",
+        "accepts_uploads": "y",
+    }
+    fields.update(extra)
+    return fields
+
+
+def kill_worker_hard(proc) -> None:
+    """SIGKILL an `rq worker` process and its work horse, as a crash of the machine would. RQ
+    puts the horse in a process group of its own (os.setpgrp), so killing the worker's group
+    alone would leave the job running."""
+    import signal
+
+    horses = []
+    try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as fh:
+            horses = [int(pid) for pid in fh.read().split()]
+    except FileNotFoundError:
+        pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in horses:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=10)

@@ -166,7 +166,7 @@ def test_pool_form_errors_are_clear_and_nothing_is_saved(app, client, tmp_path):
         (pool_form(base_path=str(blocker / "sub")), "Cannot create this directory"),
         (pool_form(base_path=str(tmp_path / "a"), public_base_url="ftp://x"), "http(s) URL"),
         (pool_form(base_path=str(tmp_path / "a"), name="default"), "already has this name"),
-        (pool_form(base_path=str(tmp_path / "a"), storage_type="s3"), "not supported"),
+        (pool_form(base_path=str(tmp_path / "a"), storage_type="s3"), "endpoint URL is required"),
         (pool_form(base_path=str(tmp_path / "a"), max_size_gb="lots"), "number of GB"),
         (pool_form(base_path=str(tmp_path / "a"), node_id="bad id!"), "node id"),
     ]

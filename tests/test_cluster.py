@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, browser_login, csrf_from, files_under, fixture_path
+from tests.conftest import (
+    ROOT,
+    browser_login,
+    csrf_from,
+    files_under,
+    fixture_path,
+    kill_worker_hard,
+)
 from tests.test_multinode import Node
 
 SECRET = "cluster-replication-secret-0123456789abcdef"
@@ -73,8 +80,7 @@ class Cluster:
 
     def kill_worker(self, node_id: str):
         proc = self.workers[node_id]
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker and its work horse
-        proc.wait(timeout=10)
+        kill_worker_hard(proc)  # the worker and its work horse
 
     def stop(self):
         procs = list(self.workers.values()) + ([self.scheduler] if self.scheduler else [])

@@ -35,7 +35,7 @@ def _make_files(tmp_path: Path) -> list[list[Path]]:
 
 
 def test_uploads_processing_and_a_move_at_once(app, tmp_path):
-    from pixelfox.services import heartbeat, pools
+    from pixelfox.services import heartbeat, poolform
 
     node = Node(app, "local", tmp_path).start()
     workers = [node.worker(app, "--with-scheduler"), node.worker(app)]
@@ -58,7 +58,7 @@ def test_uploads_processing_and_a_move_at_once(app, tmp_path):
             lambda: all(s == "complete" for _u, s, _p in images_state(app)), 120, what="wave 1"
         )
         with app.app_context():
-            cold = pools.save_pool(
+            cold = poolform.save_pool(
                 None,
                 {
                     "name": "cold",

@@ -157,12 +157,12 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
 ):
     from pixelfox.extensions import db
     from pixelfox.models import Image, ImageVariant, StoragePool
-    from pixelfox.services import placement, pools
+    from pixelfox.services import placement, poolform, pools
 
     auth.register()
     client.get("/")  # the node's default pool
     with app.app_context():
-        tiny = pools.save_pool(
+        tiny = poolform.save_pool(
             None,
             {
                 "name": "tiny",
@@ -239,12 +239,12 @@ def test_a_full_disk_is_507_with_nothing_left_and_the_next_upload_goes_elsewhere
 def test_the_replicate_endpoint_answers_507_on_a_full_disk(app, client, small_fs, tmp_path):
     import hashlib
 
-    from pixelfox.services import pools
+    from pixelfox.services import poolform
     from tests.test_replicate import put
 
     app.config["REPLICATION_SECRET"] = "test-replication-secret"
     with app.app_context():
-        tiny = pools.save_pool(
+        tiny = poolform.save_pool(
             None,
             {
                 "name": "tiny",
@@ -542,20 +542,20 @@ def test_a_distributed_guess_hits_the_per_account_ceiling_only_for_failing_clien
     ],
 )
 def test_plain_http_node_urls_only_to_private_addresses(app, url, ok):
-    from pixelfox.services import pools
+    from pixelfox.services import poolform
 
     with app.app_context():
         data = {"name": "s9", "node_id": "s9", "base_path": "/srv/s9", "upload_api_url": url}
         try:
-            pools.save_pool(None, data)
+            poolform.save_pool(None, data)
             saved = True
-        except pools.PoolError as exc:
+        except poolform.PoolError as exc:
             saved = False
             assert "https://" in exc.errors["upload_api_url"]
         assert saved is ok
         if not ok:
             app.config["ALLOW_INSECURE_NODE_URLS"] = True
-            pools.save_pool(None, {**data, "name": "s9-insecure"})
+            poolform.save_pool(None, {**data, "name": "s9-insecure"})
 
 
 def test_the_storage_form_warns_about_plain_http(app, client):

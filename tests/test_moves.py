@@ -30,10 +30,10 @@ def make_images(app, client, auth, tmp_path, count: int) -> list[str]:
 
 
 def add_pool(app, tmp_path, name="cold", node="local", **extra) -> int:
-    from pixelfox.services import heartbeat, pools
+    from pixelfox.services import heartbeat, poolform
 
     with app.app_context():
-        pool = pools.save_pool(
+        pool = poolform.save_pool(
             None,
             {
                 "name": name,
@@ -168,8 +168,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
     """Put one item into the state a crash would leave, then run the job again."""
     from pixelfox.extensions import db
     from pixelfox.models import Image, PoolMove, PoolMoveItem, StoragePool
-    from pixelfox.services import copies, move_items, moves
-    from pixelfox.storage.copy import PoolRef
+    from pixelfox.services import copies, move_items, moves, poolfiles
 
     uuids = make_images(app, client, auth, tmp_path, 2)
     source, target = source_pool_id(app), add_pool(app, tmp_path)
@@ -192,7 +191,7 @@ def test_crash_states_converge(app, client, auth, tmp_path, crash):
         files = copies.files_of(image)
         copier = move_items.copier_for(move)
         for f in files:  # copies exist on the target
-            copier.copy(PoolRef.of(src), PoolRef.of(dst), f)
+            copier.copy(poolfiles.ref(src), poolfiles.ref(dst), f)
         if crash == "after_copy":
             item.status = "copying"
         elif crash == "after_verify":

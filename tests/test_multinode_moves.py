@@ -4,15 +4,13 @@ process, a flushed Redis, a checksum the target refuses. After each: nothing los
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import browser_login, files_under, fixture_path
+from tests.conftest import browser_login, files_under, fixture_path, kill_worker_hard
 from tests.test_multinode import Node
 
 SECRET = "multi-node-replication-secret"
@@ -226,8 +224,7 @@ def test_moves_across_nodes_survive_kills_stops_and_flushes(app, nodes, tmp_path
     wait_until(lambda: 0 < progress(app, move1)["done"] < IMAGES, 60, 0.05, "move 1 under way")
     # The whole worker: RQ runs each job in a forked work horse, which a SIGKILL of the
     # parent alone would leave running.
-    os.killpg(workers["local"].pid, signal.SIGKILL)
-    workers["local"].wait(timeout=10)
+    kill_worker_hard(workers["local"])
     stalled = progress(app, move1)
     assert stalled["status"] == "running" and stalled["done"] < IMAGES
     worker(local)
@@ -242,8 +239,7 @@ def test_moves_across_nodes_survive_kills_stops_and_flushes(app, nodes, tmp_path
     # mid-move, start both again, and flush Redis.
     move2 = start_move(app, pools["s1"], pools["local"])
     wait_until(lambda: progress(app, move2)["done"] > 0, 60, 0.05, "move 2 under way")
-    os.killpg(workers["s1"].pid, signal.SIGKILL)
-    workers["s1"].wait(timeout=10)
+    kill_worker_hard(workers["s1"])
     local.stop()
     assert progress(app, move2)["done"] < IMAGES
     time.sleep(1.5)

@@ -7,7 +7,7 @@ from tests.conftest import Auth, csrf_from, fixture_path, run_jobs, upload
 
 
 def add_pool(app, tmp_path, name, node, **extra):
-    from pixelfox.services import pools
+    from pixelfox.services import poolform
 
     data = {
         "name": name,
@@ -19,7 +19,7 @@ def add_pool(app, tmp_path, name, node, **extra):
     }
     data.update({k: str(v) for k, v in extra.items()})
     with app.app_context():
-        return pools.save_pool(None, data).id
+        return poolform.save_pool(None, data).id
 
 
 def choices(app, n, **kw):
@@ -65,7 +65,7 @@ def test_uploads_spread_in_proportion_to_weight_times_free_space(app, client, tm
     warm = add_pool(app, tmp_path, "w", "s4", storage_tier="warm")
     assert warm not in choices(app, 10)
     # Replicas: never on a node that holds a copy already.
-    assert choices(app, 5, exclude_nodes={"s1"}, for_replica=True) == {warm: 5}
+    assert choices(app, 5, exclude_domains={"s1"}, for_replica=True) == {warm: 5}
 
 
 def test_weight_is_on_the_form_and_validated(app, client):

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.conftest import ROOT, fixture_path, free_port, node_env, start_rq_worker, upload
+from tests.conftest import (
+    ROOT,
+    fixture_path,
+    free_port,
+    kill_worker_hard,
+    node_env,
+    start_rq_worker,
+    upload,
+)
 
 
 class RedisServer:
@@ -71,7 +79,7 @@ def own_redis(app, tmp_path):
 def test_redis_restarting_empty_loses_no_work(app, client, auth, own_redis, tmp_path):
     from pixelfox.extensions import db, get_redis
     from pixelfox.models import Image, PoolMove, StoragePool
-    from pixelfox.services import deletion, images, maintenance, moves, pools
+    from pixelfox.services import deletion, images, maintenance, moves, poolform
 
     procs = []
 
@@ -111,15 +119,14 @@ def test_redis_restarting_empty_loses_no_work(app, client, auth, own_redis, tmp_
                 ]
 
         wait_until(lambda: status_of(first) == ["complete"] * 4, 120, "first images")
-        os.killpg(worker.pid, signal.SIGKILL)  # no worker: what follows stays queued
-        worker.wait(timeout=10)
+        kill_worker_hard(worker)  # no worker: what follows stays queued
 
         with app.app_context():
             db.session.remove()
             deletion.request_delete(images.by_uuid(first[3]))
             src = db.session.get(StoragePool, source_id)
             src.accepts_uploads = False  # new uploads go to the second pool
-            target = pools.save_pool(
+            target = poolform.save_pool(
                 None,
                 {
                     "name": "second",

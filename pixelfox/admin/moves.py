@@ -9,7 +9,7 @@ from pixelfox.admin import bp
 from pixelfox.extensions import db
 from pixelfox.htmx import is_htmx, partial_or_page, wants_json
 from pixelfox.models import PoolMove, StoragePool
-from pixelfox.services import moves, pools
+from pixelfox.services import moves, poolform
 
 
 @bp.route("/storage/move/<int:pool_id>", methods=["GET", "POST"])
@@ -48,7 +48,7 @@ def move_form(pool_id: int):
 def pool_uploads(pool_id: int):
     """Switch a pool's accepts_uploads (recommended off while it drains)."""
     pool = db.session.get(StoragePool, pool_id) or abort(404)
-    pools.set_accepts_uploads(pool, request.form.get("accepts_uploads") == "on")
+    poolform.set_accepts_uploads(pool, request.form.get("accepts_uploads") == "on")
     flash(
         f"Pool {pool.name} {'accepts' if pool.accepts_uploads else 'no longer accepts'} uploads.",
         "success",

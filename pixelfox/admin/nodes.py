@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from pixelfox.admin import bp
 from pixelfox.htmx import wants_json
@@ -32,7 +32,8 @@ def node_lost(node_id: str):
     status = 200
     if request.method == "POST":
         try:
-            nodes.mark_lost(node_id, (request.form.get("confirm") or "").strip())
+            confirm = (request.form.get("confirm") or "").strip()
+            nodes.mark_lost(node_id, confirm, current_app.config["NODE_ID"])
         except nodes.NodeError as exc:
             flash(str(exc), "error")
             status = 400

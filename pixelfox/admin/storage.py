@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from pixelfox.admin import bp
 from pixelfox.extensions import db
 from pixelfox.models import StoragePool
 from pixelfox.models.storage import STORAGE_TYPES, TIERS
-from pixelfox.services import heartbeat, placement, pools
+from pixelfox.services import heartbeat, placement, poolform
 
 
 def _form_values(pool: StoragePool | None) -> dict:
     if request.method == "POST":
-        return request.form.to_dict()
+        values = request.form.to_dict()
+        values.pop("s3_secret_key", None)  # write-only: never rendered back
+        return values
     if pool is None:
         return {
             "storage_type": "local",
@@ -23,9 +25,12 @@ def _form_values(pool: StoragePool | None) -> dict:
             "is_active": True,
             "accepts_uploads": True,
             "max_size_gb": "",
+            "s3_region": "us-east-1",
+            "s3_addressing_style": "path",
+            "node_id": current_app.config["NODE_ID"],
         }
-    values = {f: getattr(pool, f) for f in pools.POOL_FIELDS if f != "max_size_gb"}
-    values["max_size_gb"] = f"{pool.max_size / pools.GB:g}" if pool.max_size else ""
+    values = {f: getattr(pool, f) for f in poolform.POOL_FIELDS if f != "max_size_gb"}
+    values["max_size_gb"] = f"{pool.max_size / poolform.GB:g}" if pool.max_size else ""
     return {k: ("" if v is None else v) for k, v in values.items()}
 
 
@@ -61,8 +66,8 @@ def _edit(pool: StoragePool | None):
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            saved = pools.save_pool(pool, request.form)
-        except pools.PoolError as exc:
+            saved = poolform.save_pool(pool, request.form)
+        except poolform.PoolError as exc:
             errors = exc.errors
         else:
             heartbeat.request_beat(saved.node_id)
@@ -83,8 +88,8 @@ def storage_delete(pool_id: int):
     """Delete an empty, non-default pool."""
     pool = db.session.get(StoragePool, pool_id) or abort(404)
     try:
-        pools.delete_pool(pool)
-    except pools.PoolError as exc:
+        poolform.delete_pool(pool)
+    except poolform.PoolError as exc:
         flash(exc.errors["pool"], "error")
         return storage_index(), 409
     flash(f"Pool {pool.name} deleted.", "success")

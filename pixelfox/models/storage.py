@@ -33,6 +33,29 @@ class StoragePool(Timestamps, db.Model):
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     accepts_uploads: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(Text)
+    # storage_type = s3 (SPEC §10): the bucket. The secret key is stored encrypted with a key
+    # derived from SECRET_KEY (services.objectstore), never in clear text.
+    s3_endpoint: Mapped[str | None] = mapped_column(String(512))
+    s3_bucket: Mapped[str | None] = mapped_column(String(255))
+    s3_region: Mapped[str | None] = mapped_column(String(64))
+    s3_prefix: Mapped[str | None] = mapped_column(String(255))
+    s3_access_key: Mapped[str | None] = mapped_column(String(255))
+    s3_secret_key_enc: Mapped[str | None] = mapped_column(Text)
+    s3_addressing_style: Mapped[str | None] = mapped_column(String(16))
+
+    @property
+    def is_s3(self) -> bool:
+        return self.storage_type == "s3"
+
+    @property
+    def failure_domain(self) -> str:
+        """What a copy in this pool is lost with: its node's disks — or, in an object-storage
+        pool, its bucket, which outlives every node (its node only runs its jobs)."""
+        return f"s3:{self.id}" if self.is_s3 else self.node_id
+
+    def reachable(self, live: set[str]) -> bool:
+        """Can its copies be read now? A node's pool while the node is live; a bucket always."""
+        return self.is_s3 or self.node_id in live
 
     def __repr__(self) -> str:
         return f"<StoragePool {self.name}@{self.node_id}>"

@@ -85,14 +85,19 @@ def backup(output: Path) -> dict:
 def also_keep(pools) -> dict:
     """What a database dump does not hold, node by node."""
     nodes: dict[str, list[str]] = {}
+    buckets = []
     for p in pools:
+        if p.get("storage_type") == "s3":
+            buckets.append(f"{p['base_path']}  (pool {p['name']}: the store keeps these)")
+            continue
         nodes.setdefault(p["node_id"], []).append(
             f"{p['base_path']}  (pool {p['name']}: original/ and variants/)"
         )
     return {
         "per_node_files": nodes,
+        "buckets": buckets,
         "secrets": [
-            "SECRET_KEY",
+            "SECRET_KEY (also decrypts the S3 secret keys of object-storage pools in this dump)",
             "UPLOAD_TOKEN_SECRET",
             "REPLICATION_SECRET (identical on every node; keep them with the backup, encrypted)",
         ],

@@ -5,6 +5,10 @@ Every image has a row per copy in `image_copies` — its primary (`images.storag
 included — holding the original and every variant at the same relative paths. A copy is
 `pending` until its bytes are verified, `verified` after, `missing` or `corrupt` when scrub
 or a lost node says so. Only verified copies on live nodes count and are ever linked.
+
+Copies must lie in distinct failure domains: a node (all its disks), or a bucket of an
+object-storage pool — which outlives any node, so "one copy on a node + one in a bucket" is an
+offsite copy. A bucket's copies stay readable while the node that runs its jobs is down.
 """
 
 from __future__ import annotations
@@ -46,14 +50,15 @@ def primary_copy(image: Image) -> ImageCopy | None:
 
 
 def live_verified(image: Image, live: set[str] | None = None) -> list[ImageCopy]:
-    """Verified copies on live nodes, one per node (the primary first)."""
+    """Verified copies that can be read now (on live nodes, or in buckets), one per failure
+    domain (the primary first)."""
     live = nodes.live() if live is None else live
     out, seen = [], set()
     ordered = sorted(image.copies, key=lambda c: c.pool_id != image.storage_pool_id)
     for c in ordered:
-        node = c.pool.node_id
-        if c.status == USABLE and node in live and node not in seen:
-            seen.add(node)
+        domain = c.pool.failure_domain
+        if c.status == USABLE and c.pool.reachable(live) and domain not in seen:
+            seen.add(domain)
             out.append(c)
     return out
 
@@ -69,7 +74,7 @@ def serving_pool(image: Image) -> StoragePool | None:
     primary_bad = primary is not None and primary.status in ("missing", "corrupt")
     choice = None
     live = nodes.live()
-    if image.pool.node_id in live and not primary_bad:
+    if image.pool.reachable(live) and not primary_bad:
         choice = image.pool
     else:
         good = live_verified(image, live)
@@ -82,12 +87,13 @@ def serving_pool(image: Image) -> StoragePool | None:
 
 
 def summary(image: Image) -> dict:
-    """`copies` of the status API: wanted, verified (on live nodes), and their nodes."""
+    """`copies` of the status API: wanted, verified (on live nodes or in buckets), and where:
+    node ids, and "s3:<pool name>" for a copy in a bucket."""
     good = live_verified(image)
     return {
         "wanted": wanted(),
         "verified": len(good),
-        "nodes": sorted(c.pool.node_id for c in good),
+        "nodes": sorted(f"s3:{c.pool.name}" if c.pool.is_s3 else c.pool.node_id for c in good),
     }
 
 
@@ -148,15 +154,30 @@ def _counted_images():
     return db.select(Image.id).where(Image.status == "complete", Image.deleted_at.is_(None))
 
 
+def in_domain(pool: StoragePool):
+    """SQL: the copy's pool (joined as StoragePool) lies in `pool`'s failure domain."""
+    if pool.is_s3:
+        return StoragePool.id == pool.id
+    return (StoragePool.node_id == pool.node_id) & (StoragePool.storage_type != "s3")
+
+
 def live_copy_counts(live: set[str]):
-    """Subquery: image_id → distinct live nodes holding a verified copy."""
+    """Subquery: image_id → distinct failure domains holding a verified copy that can be read
+    (live nodes, buckets)."""
+    is_bucket = StoragePool.storage_type == "s3"
     return (
         db.select(
             ImageCopy.image_id.label("image_id"),
-            db.func.count(db.distinct(StoragePool.node_id)).label("n"),
+            (  # distinct failure domains: nodes, plus buckets
+                db.func.count(db.distinct(db.case((is_bucket, None), else_=StoragePool.node_id)))
+                + db.func.count(db.distinct(db.case((is_bucket, StoragePool.id), else_=None)))
+            ).label("n"),
         )
         .join(StoragePool, StoragePool.id == ImageCopy.pool_id)
-        .where(ImageCopy.status == USABLE, StoragePool.node_id.in_(live or {""}))
+        .where(
+            ImageCopy.status == USABLE,
+            StoragePool.node_id.in_(live or {""}) | (StoragePool.storage_type == "s3"),
+        )
         .group_by(ImageCopy.image_id)
         .subquery()
     )

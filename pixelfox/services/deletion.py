@@ -14,7 +14,7 @@ from pixelfox.extensions import db
 from pixelfox.models import Image, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
 from pixelfox.services import accounts, nodes
-from pixelfox.storage import local, paths
+from pixelfox.services.poolfiles import PoolFiles
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def delete_now(image_id: int) -> str:
         p.id: p for p in [image.pool] + [c.pool for c in image.copies] if p.node_id == here
     }
     for pool in pools_here.values():
-        freed = sum(_remove(pool, rel) for rel in rels)
+        freed = _remove(pool, rels)
         db.session.execute(
             db.update(StoragePool)
             .where(StoragePool.id == pool.id)
@@ -98,13 +98,11 @@ def delete_now(image_id: int) -> str:
     return "deleted"
 
 
-def _remove(pool: StoragePool, rel: str) -> int:
-    target = paths.resolve(pool.base_path, rel)
-    try:
-        size = target.stat().st_size
-    except FileNotFoundError:
-        return 0
-    return size if local.remove(target) else 0
+def _remove(pool: StoragePool, rels: set[str]) -> int:
+    """Delete these files of one pool (objects, for an object-storage pool; a store that
+    cannot be reached raises and the job is retried); the bytes freed."""
+    with PoolFiles(pool) as files:
+        return sum(files.remove(rel) for rel in rels)
 
 
 def request_account_delete(actor: User, user: User) -> None:

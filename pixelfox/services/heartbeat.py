@@ -38,6 +38,9 @@ def pool_state(pool: StoragePool) -> dict:
     """A pool as its node sees it (disk, upload API), for the heartbeat."""
     disk = pool_service.disk_state(pool)
     reachable = probe_upload_api(pool.upload_api_url)
+    # A bucket's health is the store's: its upload endpoint is its node's (whose own pools
+    # report that), and moves, replicas and processing write to the bucket directly.
+    needs_api = not pool.is_s3
     return {
         "pool_id": pool.id,
         "node_id": pool.node_id,
@@ -46,7 +49,9 @@ def pool_state(pool: StoragePool) -> dict:
         "upload_api_reachable": reachable,
         "used": pool.used_size,
         "capacity": pool.max_size,
-        "healthy": disk["writable"] and not disk["full"] and reachable is not False,
+        "healthy": disk["writable"]
+        and not disk["full"]
+        and (reachable is not False or not needs_api),
         "at": time.time(),
     }
 

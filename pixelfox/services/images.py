@@ -12,7 +12,7 @@ from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
 from pixelfox.models.image import is_thumbnail
-from pixelfox.services import copies, like_pattern, tokens, uploads
+from pixelfox.services import copies, like_pattern, objectstore, tokens, uploads
 
 SIZES_ORDER = ("small", "medium", "full")
 FORMAT_ORDER = ("original", "webp", "avif")
@@ -79,8 +79,11 @@ def file_url(image: Image, stored_path: str) -> str:
     pool = copies.serving_pool(image)
     if pool is None:
         return ""
+    signed = needs_signature(image, stored_path)
+    if pool.is_s3:  # straight from the bucket (or its CDN), never through a node
+        return objectstore.file_url(pool, stored_path, signed, image.visibility == "private")
     url = f"{base_url(pool)}/uploads/{stored_path}"
-    if needs_signature(image, stored_path):
+    if signed:
         ttl = tokens.URL_TTL if is_published(image, stored_path) else tokens.UNPUBLISHED_URL_TTL
         try:
             url += "?" + urlencode(tokens.sign_path(stored_path, ttl))

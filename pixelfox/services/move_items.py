@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from pixelfox.extensions import db
 from pixelfox.models import Image, ImageCopy, ImageVariant, PoolMove, PoolMoveItem, StoragePool
 from pixelfox.models.move import IN_FLIGHT
-from pixelfox.services import copies, settings
+from pixelfox.services import copies, poolfiles, settings
 from pixelfox.services.move_plan import refresh_counts
 from pixelfox.services.throttle import ByteThrottle, copy_slots
 from pixelfox.storage import local
@@ -57,6 +57,7 @@ def copier_for(move: PoolMove) -> Copier:
             f"pixelfox:move-rate:{move.id}",
             lambda: settings.get("move_max_mb_per_second", fresh=True),
         ),
+        scratch=poolfiles.scratch(),
     )
 
 
@@ -95,7 +96,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
         }
         checked = grouped = time.monotonic()
         inflight: deque = deque()  # (item, image, files, future), oldest first
-        src_ref, dst_ref = PoolRef.of(move.source), PoolRef.of(move.target)
+        src_ref, dst_ref = poolfiles.ref(move.source), poolfiles.ref(move.target)
 
         def take(ready) -> None:
             nonlocal grouped
@@ -115,6 +116,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
                 try:
                     future.result()
                 except (CopyFailed, CopyRetry):
+                    db.session.refresh(image)  # another run may have switched it meanwhile
                     take(_prepare(move, item, image, copier))  # retries and records it
                     continue
                 item.status = "verified"
@@ -184,12 +186,15 @@ def _prepare(move: PoolMove, item: PoolMoveItem, image: Image | None, copier: Co
             # (verified copies already on the target are kept, not rewritten).
             item.status = "copying"
             item.attempts += 1
-            _copy_files(copier, PoolRef.of(source), PoolRef.of(target), files)
+            _copy_files(copier, poolfiles.ref(source), poolfiles.ref(target), files)
             item.status = "verified"
             return Ready(item, image, files, needs_switch=True)
         except CopyFailed as exc:
             db.session.rollback()
             item = db.session.get(PoolMoveItem, item.id)
+            db.session.refresh(image)
+            if image.storage_pool_id == target.id:  # another run switched it meanwhile
+                return Ready(item, image, files, needs_switch=False)
             item.attempts += 1
             return _finish(item, "failed", str(exc))
         except CopyRetry as exc:
@@ -246,7 +251,7 @@ def _complete(move: PoolMove, group: list[Ready], copier: Copier) -> list[str]:
                     _finish(r.item, "skipped", "The image changed pool during the move.")
                 )
             continue
-        copier.delete(PoolRef.of(source), PoolRef.of(target), r.files)
+        copier.delete(poolfiles.ref(source), poolfiles.ref(target), r.files)
         r.item.status, r.item.error = "source_deleted", None
         results.append("source_deleted")
     return results

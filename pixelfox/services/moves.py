@@ -49,18 +49,20 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
     if state is None:
         problems.append(f"No recent heartbeat from node {target.node_id}: is its worker running?")
     elif not state.get("healthy"):
-        problems.append(
-            f"The target pool reports unhealthy (writable={state.get('writable')}, "
-            f"upload API reachable={state.get('upload_api_reachable')})."
+        why = state.get("error") or (
+            f"writable={state.get('writable')}, "
+            f"upload API reachable={state.get('upload_api_reachable')}"
         )
+        problems.append(f"The target pool reports unhealthy ({why}).")
     room = pools.room(target, state.get("disk_free") if state else None)
     if room is not None and room < total * HEADROOM:
         problems.append(
             f"Not enough room on the target: {total} bytes to move (+10 % headroom), {room} free."
         )
     notes = []
-    if source.node_id != target.node_id:
+    if source.failure_domain != target.failure_domain:
         _copies_stay_apart(source, target, problems, notes)
+    if source.node_id != target.node_id and not target.is_s3:  # pushed to the target node
         if not target.upload_api_url:
             problems.append(
                 "The target pool has no upload_api_url to derive its replicate endpoint from."
@@ -81,13 +83,13 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
 
 
 def _copies_stay_apart(source: StoragePool, target: StoragePool, problems, notes) -> None:
-    """Copies must stay on distinct nodes: images of the source pool that already have a copy
-    on the target's node would end with two copies on one node. Repair then places one of
-    them on another node (re-target) — which needs another node to exist."""
+    """Copies must stay in distinct failure domains (nodes, buckets): images of the source
+    pool that already have a copy in the target's domain would end with two copies there.
+    Repair then places one of them elsewhere (re-target) — which needs another domain."""
     on_target_node = (
         db.select(ImageCopy.image_id)
         .join(StoragePool, StoragePool.id == ImageCopy.pool_id)
-        .where(StoragePool.node_id == target.node_id, ImageCopy.pool_id != source.id)
+        .where(copies.in_domain(target), ImageCopy.pool_id != source.id)
     )
     clash = db.session.execute(
         db.select(db.func.count(Image.id)).where(
@@ -98,18 +100,23 @@ def _copies_stay_apart(source: StoragePool, target: StoragePool, problems, notes
     ).scalar_one()
     if not clash:
         return
-    others = set(pools.node_ids(active_only=True)) - {source.node_id, target.node_id}
-    others -= nodes.lost()
+    active = db.session.execute(
+        db.select(StoragePool).where(StoragePool.is_active.is_(True))
+    ).scalars()
+    lost = nodes.lost()
+    others = {p.failure_domain for p in active if p.node_id not in lost or p.is_s3}
+    others -= {source.failure_domain, target.failure_domain}
+    where = f"in bucket pool {target.name}" if target.is_s3 else f"on node {target.node_id}"
     if copies.wanted() > 1 and not others:
         problems.append(
-            f"{clash} images of this pool have their replica on node {target.node_id}: moved "
-            "there, both copies would be on one node, and no other node can take the replica. "
+            f"{clash} images of this pool have their replica {where}: moved there, both "
+            "copies would be in one place, and no other node or bucket can take the replica. "
             "Add a node (or move to a pool on another node) first."
         )
     else:
         notes.append(
-            f"{clash} images of this pool have a replica on node {target.node_id}; after the "
-            "move repair re-targets those replicas to another node."
+            f"{clash} images of this pool have a replica {where}; after the move repair "
+            "re-targets those replicas to another node or bucket."
         )
 
 

@@ -69,11 +69,12 @@ def lost() -> set[str]:
 
 
 def lost_pool_ids() -> list[int]:
+    """Pools whose bytes were on lost nodes (a bucket is never lost with a node)."""
     return list(
         db.session.execute(
             db.select(StoragePool.id)
             .join(Node, Node.node_id == StoragePool.node_id)
-            .where(Node.lost_at.is_not(None))
+            .where(Node.lost_at.is_not(None), StoragePool.storage_type != "s3")
         ).scalars()
     )
 
@@ -88,10 +89,11 @@ def lost_preflight(node_id: str) -> dict:
         .join(Node, Node.node_id == StoragePool.node_id, isouter=True)
         .where(
             ImageCopy.status == "verified",
-            StoragePool.node_id != node_id,
-            Node.lost_at.is_(None),
+            ((StoragePool.node_id != node_id) & Node.lost_at.is_(None))
+            | (StoragePool.storage_type == "s3"),
         )
     )
+    here = here.where(StoragePool.storage_type != "s3")  # buckets are not lost with a node
     primary_here = db.session.execute(
         db.select(db.func.count(Image.id)).where(
             Image.storage_pool_id.in_(here), Image.deleted_at.is_(None)
@@ -109,10 +111,11 @@ def lost_preflight(node_id: str) -> dict:
     return {"node_id": node_id, "primary_here": primary_here, "without_copy": stranded}
 
 
-def mark_lost(node_id: str, confirm: str) -> dict:
+def mark_lost(node_id: str, confirm: str, here: str) -> dict:
     """An admin says `node_id` is gone for good: its copies are never linked again, its pools
     are retired (inactive, no uploads), and repair promotes replicas and restores the
-    replication factor. Bringing the machine back means adding its pools anew."""
+    replication factor. Its object-storage pools are not lost — their jobs move to node
+    `here` (the admin's). Bringing the machine back means adding its pools anew."""
     if confirm != node_id:
         raise NodeError(f"Type the node id ({node_id}) to confirm.")
     if node_id not in known():
@@ -125,8 +128,29 @@ def mark_lost(node_id: str, confirm: str) -> dict:
         node.lost_at = utcnow()
     db.session.execute(
         db.update(StoragePool)
-        .where(StoragePool.node_id == node_id)
+        .where(StoragePool.node_id == node_id, StoragePool.storage_type != "s3")
         .values(is_active=False, accepts_uploads=False)
     )
+    if here != node_id:
+        rehome_buckets(node_id, here)
     db.session.commit()
     return lost_preflight(node_id)
+
+
+def rehome_buckets(node_id: str, here: str) -> None:
+    """Run the jobs of `node_id`'s object-storage pools on node `here` (uploads reach them
+    through its upload endpoint); the caller commits."""
+    url = db.session.execute(
+        db.select(StoragePool.upload_api_url)
+        .where(
+            StoragePool.node_id == here,
+            StoragePool.storage_type != "s3",
+            StoragePool.upload_api_url.is_not(None),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+    db.session.execute(
+        db.update(StoragePool)
+        .where(StoragePool.node_id == node_id, StoragePool.storage_type == "s3")
+        .values(node_id=here, upload_api_url=url)
+    )

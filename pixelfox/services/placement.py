@@ -96,8 +96,10 @@ def eligible(
         q = q.where(StoragePool.accepts_uploads.is_(True))
     if node_id:
         q = q.where(StoragePool.node_id == node_id)
-    if direct or for_replica:  # reached over HTTP (by the browser, or by another node)
+    if direct:  # reached over HTTP by the browser
         q = q.where(StoragePool.upload_api_url.is_not(None))
+    elif for_replica:  # pushed to by another node over HTTP, or written to a bucket by any
+        q = q.where(StoragePool.upload_api_url.is_not(None) | (StoragePool.storage_type == "s3"))
     return list(db.session.execute(q).scalars())
 
 
@@ -106,18 +108,19 @@ def choose_pool(
     node_id: str | None = None,
     health: dict | None = None,
     direct: bool = False,
-    exclude_nodes: set[str] | frozenset = frozenset(),
+    exclude_domains: set[str] | frozenset = frozenset(),
     for_replica: bool = False,
     among: list[StoragePool] | None = None,
 ) -> StoragePool:
     """The pool for `size` new bytes. `node_id`: only that node's pools (the web form on this
     node); `direct`: the browser must reach the pool (it has an upload_api_url);
-    `exclude_nodes`: not these nodes (a replica's node must differ from the other copies');
+    `exclude_domains`: not in these failure domains (node ids, "s3:<pool id>": a replica's
+    must differ from the other copies');
     `health`: the pools' latest heartbeats; `among`: the eligible() pools, when the caller
     places many files at once."""
     if among is None:
         among = eligible(node_id, direct, for_replica)
-    candidates = [p for p in among if p.node_id not in exclude_nodes]
+    candidates = [p for p in among if p.failure_domain not in exclude_domains]
     what = "replicas" if for_replica else "uploads"
     if not candidates:
         raise NoPoolAvailable(503, "no_pool", f"No storage pool takes {what} right now.")

@@ -14,7 +14,8 @@ from pixelfox.models import Image, ImageVariant, StoragePool
 from pixelfox.models.base import utcnow
 from pixelfox.models.image import is_thumbnail
 from pixelfox.services import copies, placement, replicas, settings
-from pixelfox.storage import local, paths
+from pixelfox.services.poolfiles import PoolFiles
+from pixelfox.storage import local, paths, s3
 
 log = logging.getLogger(__name__)
 KIND_BY_MIME = {k.mime: k for k in KINDS.values()}
@@ -26,6 +27,10 @@ class WrongNode(RuntimeError):
 
 class StorageFull(RuntimeError):
     """The pool's disk is full: nothing was written; the job retries later."""
+
+
+class StoreUnavailable(RuntimeError):
+    """An object-storage pool's store refused or could not be reached: the job retries."""
 
 
 # pixelfox.imaging.variants is imported inside the functions below: importing it loads
@@ -42,15 +47,16 @@ THUMBNAILS, FULL = 1, 2
 DECODE_HINT = "500x500"
 
 
-def plan(image: Image, pool: StoragePool, opts: dict, phase: int | None = None):
-    """(the source's kind, the variant targets of `phase`, or of both phases)."""
+def plan(image: Image, base: Path | str, opts: dict, phase: int | None = None):
+    """(the source's kind, the variant targets of `phase`, or of both phases), with their
+    files under `base` (the pool's directory, or an object-storage pool's staging one)."""
     from pixelfox.imaging.variants import Target
 
     src = KIND_BY_MIME[image.mime_type]
 
     def dest(ext: str, size: str | None = None) -> Path:
         return paths.resolve(
-            pool.base_path, paths.variant_path(image.stored_path, image.uuid, ext, size)
+            str(base), paths.variant_path(image.stored_path, image.uuid, ext, size)
         )
 
     targets = []
@@ -88,30 +94,35 @@ def process(image_id: int, force: bool = False) -> str:
     image = _load(image_id)
     if image is None:
         return "gone"
-    pool, opts = image.pool, settings.all_settings()
+    with PoolFiles(image.pool) as files:
+        outcome = _thumbnails(image, files, settings.all_settings(), force)
+    if outcome == "ready":
+        queue_finish(image, force)
+    return outcome
+
+
+def _thumbnails(image: Image, files: PoolFiles, opts: dict, force: bool) -> str:
     if (
         not force
         and image.status == "complete"
-        and _intact(image, pool, plan(image, pool, opts)[1])
+        and _intact(image, files, plan(image, files.base, opts)[1])
     ):
         return "complete"
-    src_kind, targets = plan(image, pool, opts, THUMBNAILS)
-    if not force and image.ready_at is not None and _intact(image, pool, targets):
-        queue_finish(image)  # phase 1 ended before a crash: on with phase 2
-        return "ready"
+    src_kind, targets = plan(image, files.base, opts, THUMBNAILS)
+    if not force and image.ready_at is not None and _intact(image, files, targets):
+        return "ready"  # phase 1 ended before a crash: on with phase 2
     if image.status != "complete":  # a complete image stays published while rendered again
         image.status, image.error = "processing", None
         db.session.commit()
     hint = DECODE_HINT if src_kind.name == "jpeg" else None
-    result = _render(image, pool, src_kind, targets, strip=False, hint=hint)
+    result = _render(image, files, src_kind, targets, strip=False, hint=hint)
     if isinstance(result, str):
         return result
-    _record(image, pool, result, THUMBNAILS)
+    _record(image, files, result, THUMBNAILS)
     image.width, image.height = result.width, result.height
     image.ready_at = utcnow()
     db.session.commit()
     log.info("image %s ready: %d thumbnails", image.uuid, len(result.variants))
-    queue_finish(image, force)
     return "ready"
 
 
@@ -123,21 +134,28 @@ def finish(image_id: int, force: bool = False) -> str:
         return "gone"
     if image.ready_at is None:  # phase 1 first (it queues this again)
         return process(image_id, force)
-    pool, opts = image.pool, settings.all_settings()
-    src_kind, targets = plan(image, pool, opts, FULL)
-    if not force and image.status == "complete" and _intact(image, pool, targets):
+    with PoolFiles(image.pool) as files:
+        outcome = _full(image, files, settings.all_settings(), force)
+    if outcome == "rendered":
+        replicas.queue_replication(image)
         return "complete"
-    result = _render(image, pool, src_kind, targets, strip=opts["strip_metadata"], hint=None)
+    return outcome
+
+
+def _full(image: Image, files: PoolFiles, opts: dict, force: bool) -> str:
+    src_kind, targets = plan(image, files.base, opts, FULL)
+    if not force and image.status == "complete" and _intact(image, files, targets):
+        return "complete"
+    result = _render(image, files, src_kind, targets, strip=opts["strip_metadata"], hint=None)
     if isinstance(result, str):
         return result
-    _record(image, pool, result, FULL)
+    _record(image, files, result, FULL)
     image.width, image.height = result.width, result.height
     image.status, image.error, image.processed_at = "complete", None, utcnow()
     copies.files_changed(image)
     db.session.commit()
     log.info("image %s complete: %d variants", image.uuid, len(image.variants))
-    replicas.queue_replication(image)
-    return "complete"
+    return "rendered"
 
 
 def queue_finish(image: Image, force: bool = False) -> None:
@@ -157,12 +175,21 @@ def finish_job_id(image: Image) -> str:
     return queues.job_id("finish-image", image.uuid)
 
 
-def _render(image: Image, pool: StoragePool, src_kind, targets, strip: bool, hint):
-    """Render `targets` into place (staged, then renamed in together), or the outcome when the
-    image failed; a full disk raises StorageFull with nothing changed."""
+def _render(image: Image, files: PoolFiles, src_kind, targets, strip: bool, hint):
+    """Render `targets` into place (staged, then renamed in together; uploaded, for an
+    object-storage pool), or the outcome when the image failed; a full disk raises
+    StorageFull with nothing changed, a store that cannot be reached StoreUnavailable."""
     from pixelfox.imaging.variants import DecodeError, render
 
-    source = paths.resolve(pool.base_path, image.stored_path)
+    pool = files.pool
+    try:
+        source = files.fetch(image.stored_path)
+    except s3.S3Error as exc:
+        if not exc.retry:
+            return _fail(image, "The original file is missing from storage.")
+        raise StoreUnavailable(f"pool {pool.name}: {exc.message}") from exc
+    except local.Mismatch:
+        return _fail(image, "The original file in storage is damaged (its SHA-256 differs).")
     if not source.exists():
         return _fail(image, "The original file is missing from storage.")
     try:
@@ -170,10 +197,11 @@ def _render(image: Image, pool: StoragePool, src_kind, targets, strip: bool, hin
             source,
             src_kind.name,
             targets,
-            paths.tmp_dir(pool.base_path),
+            files.tmp,
             strip_original=strip,
             decode_hint=hint,
         )
+        outputs = [(r.dest, r.sha256) for r in result.staged()]
         # Every output is staged by now: renaming them in needs no room, so a full disk has
         # failed above with nothing changed.
         result.commit()
@@ -181,18 +209,25 @@ def _render(image: Image, pool: StoragePool, src_kind, targets, strip: bool, hin
         return _fail(image, f"This image could not be processed: {exc}")
     except OSError as exc:
         if local.is_disk_full(exc):
-            placement.mark_full(pool.id)
+            if not files.remote:  # (a bucket's staging directory is not the pool)
+                placement.mark_full(pool.id)
             raise StorageFull(
                 f"pool {pool.name} is full; processing of {image.uuid} retries"
             ) from exc
         raise
+    try:
+        for dest, digest in outputs:  # variants first; a rewritten original (if any) last
+            files.publish(dest, digest)
+    except s3.S3Error as exc:
+        raise StoreUnavailable(f"pool {pool.name}: {exc.message}") from exc
     return result
 
 
-def _record(image: Image, pool: StoragePool, result, phase: int) -> None:
+def _record(image: Image, files: PoolFiles, result, phase: int) -> None:
     """Upsert the rows of one phase's variants (dropping those it no longer makes) and, in
-    phase 2, describe the original as it is on disk now; used_size follows."""
-    base = Path(pool.base_path).resolve()
+    phase 2, describe the original as it is stored now; used_size follows."""
+    pool = files.pool
+    base = files.base.resolve()
     mine = is_thumbnail if phase == THUMBNAILS else (lambda kind: not is_thumbnail(kind))
     rendered = {v.kind: v for v in result.variants}
     existing = {v.kind: v for v in image.variants if mine(v.kind)}
@@ -202,8 +237,8 @@ def _record(image: Image, pool: StoragePool, result, phase: int) -> None:
     delta = new_bytes - old_bytes
     if phase == FULL:
         # Hash the original every run: a crash after rewriting it must still end with the DB
-        # describing the bytes on disk.
-        size, digest = local.hash_file(paths.resolve(pool.base_path, image.stored_path))
+        # describing the bytes stored.
+        size, digest = local.hash_file(files.path(image.stored_path))
         delta += size - image.size
         image.size, image.sha256 = size, digest
     if delta:
@@ -216,7 +251,7 @@ def _record(image: Image, pool: StoragePool, result, phase: int) -> None:
         )
     for kind, row in list(existing.items()):
         if kind not in rendered:  # turned off since the last run, or AVIF too small now
-            _drop_variant(image, row, pool, rendered)
+            _drop_variant(row, files, rendered)
     for kind, r in rendered.items():
         row = existing.get(kind) or ImageVariant(image_id=image.id, kind=kind)
         row.format = r.fmt
@@ -227,8 +262,8 @@ def _record(image: Image, pool: StoragePool, result, phase: int) -> None:
             image.variants.append(row)
 
 
-def _intact(image: Image, pool: StoragePool, targets) -> bool:
-    """Every planned variant has a row whose file is on disk with the recorded size."""
+def _intact(image: Image, files: PoolFiles, targets) -> bool:
+    """Every planned variant has a row whose file is stored with the recorded size."""
     from pixelfox.imaging.variants import AVIF_MIN_SIDE, SIZES, scaled
 
     rows = {v.kind: v for v in image.variants}
@@ -241,18 +276,17 @@ def _intact(image: Image, pool: StoragePool, targets) -> bool:
         row = rows.get(t.kind)
         if row is None:
             return False
-        path = paths.resolve(pool.base_path, row.stored_path)
-        if not path.is_file() or path.stat().st_size != row.size:
-            return False
+        try:
+            if not files.exists(row.stored_path, row.size):
+                return False
+        except s3.S3Error as exc:
+            raise StoreUnavailable(f"pool {files.pool.name}: {exc.message}") from exc
     return True
 
 
-def _drop_variant(image: Image, row: ImageVariant, pool: StoragePool, keep: dict) -> None:
-    still_used = any(
-        r.dest == paths.resolve(pool.base_path, row.stored_path) for r in keep.values()
-    )
-    if not still_used:
-        local.remove(paths.resolve(pool.base_path, row.stored_path))
+def _drop_variant(row: ImageVariant, files: PoolFiles, keep: dict) -> None:
+    if not any(r.dest == files.path(row.stored_path) for r in keep.values()):
+        files.remove(row.stored_path)
     db.session.delete(row)
 
 

@@ -22,7 +22,7 @@ from pixelfox import queues
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import Image, ImageCopy, ImageVariant, StoragePool
 from pixelfox.models.base import utcnow
-from pixelfox.services import copies, heartbeat, nodes, placement, settings
+from pixelfox.services import copies, heartbeat, nodes, placement, poolfiles, settings
 from pixelfox.services.throttle import ByteThrottle, copy_slots
 from pixelfox.storage.copy import Copier, CopyFailed, CopyRetry, FileRef, PoolRef
 
@@ -43,9 +43,8 @@ def job_id(image_id: int) -> str:
 
 
 def source_copy(image: Image, live: set[str]) -> ImageCopy | None:
-    """A verified copy on a live node to copy from (the primary first)."""
-    good = copies.live_verified(image, live)
-    return good[0] if good else None
+    """A verified copy to copy from whose node is live to run the job (the primary first)."""
+    return next((c for c in copies.live_verified(image, live) if c.pool.node_id in live), None)
 
 
 def batch_job_id(node: str, image_id: int) -> str:
@@ -113,7 +112,7 @@ def replicate(image_ids: list[int]) -> dict[str, int]:
     if not work:
         return counts
     for w in work:  # read in this thread: the copy threads touch no database row
-        w.refs = [PoolRef.of(t.pool) for t in w.targets]
+        w.refs = [poolfiles.ref(t.pool) for t in w.targets]
     copier = _copier(here)
     retry, copied = [], 0
     with copy_slots(here), ThreadPoolExecutor(PUSH_AHEAD, thread_name_prefix="replicate") as pool:
@@ -149,26 +148,27 @@ def _plan(image: Image, here: str, live: set[str], lost: set[str], health: dict,
     source = next((c for c in good if c.pool.node_id == here), None)
     if source is None:
         return "no verified copy on this node"
+    home = source.pool.failure_domain
     targets = [
         c
         for c in image.copies
-        if c.status != copies.USABLE and c.pool.node_id in live and c.pool.node_id != here
+        if c.status != copies.USABLE and c.pool.reachable(live) and c.pool.failure_domain != home
     ]
-    taken = {c.pool.node_id for c in good} | {t.pool.node_id for t in targets}
+    taken = {c.pool.failure_domain for c in good} | {t.pool.failure_domain for t in targets}
     size = copies.image_bytes(image)
     for _ in range(copies.wanted() - len(taken)):
         try:
             pool = placement.choose_pool(
-                size, health=health, exclude_nodes=taken | lost, for_replica=True, among=among
+                size, health=health, exclude_domains=taken | lost, for_replica=True, among=among
             )
         except placement.NoPoolAvailable:
             log.warning("image %s: no pool on another node takes a replica", image.uuid)
             break
         targets.append(copies.new_replica(image, pool))
-        taken.add(pool.node_id)
+        taken.add(pool.failure_domain)
     if not targets:
         return "ok"
-    return Work(image, PoolRef.of(source.pool), targets, copies.files_of(image), size)
+    return Work(image, poolfiles.ref(source.pool), targets, copies.files_of(image), size)
 
 
 def _copier(here: str) -> Copier:
@@ -181,6 +181,7 @@ def _copier(here: str) -> Copier:
             "pixelfox:repair-rate", lambda: settings.get("repair_max_mb_per_second", fresh=True)
         ),
         overwrite=True,  # a corrupt or stale copy is replaced by the verified bytes
+        scratch=poolfiles.scratch(),
     )
 
 

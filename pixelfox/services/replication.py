@@ -60,9 +60,7 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
         raise ReplicationRefused(
             400, "sha256_required", "sha256 is required (replication_require_checksum is on)."
         )
-    pool = db.session.get(StoragePool, pool_id)
-    if pool is None or pool.node_id != current_app.config["NODE_ID"]:
-        raise ReplicationRefused(404, "pool_not_here", "That pool does not live on this node.")
+    pool = _pool_here(pool_id)
     try:
         final = paths.resolve(pool.base_path, rel)
     except paths.UnsafePath as exc:
@@ -97,12 +95,7 @@ def receive(fields: dict[str, str], chunks: Iterator[bytes]) -> dict:
 
 def stat(pool_id, rel: str) -> dict | None:
     """What this node holds at `rel` in a local pool: {size, sha256}, or None."""
-    try:
-        pool = db.session.get(StoragePool, int(pool_id))
-    except (TypeError, ValueError):
-        pool = None
-    if pool is None or pool.node_id != current_app.config["NODE_ID"]:
-        raise ReplicationRefused(404, "pool_not_here", "That pool does not live on this node.")
+    pool = _pool_here(pool_id)
     try:
         final = paths.resolve(pool.base_path, rel or "")
     except paths.UnsafePath as exc:
@@ -111,3 +104,14 @@ def stat(pool_id, rel: str) -> dict | None:
         return None
     size, digest = local.hash_file(final)
     return {"size": size, "sha256": digest}
+
+
+def _pool_here(pool_id) -> StoragePool:
+    """A pool on this node's disks (buckets are written by the sender itself)."""
+    try:
+        pool = db.session.get(StoragePool, int(pool_id))
+    except (TypeError, ValueError):
+        pool = None
+    if pool is None or pool.node_id != current_app.config["NODE_ID"] or pool.is_s3:
+        raise ReplicationRefused(404, "pool_not_here", "That pool does not live on this node.")
+    return pool

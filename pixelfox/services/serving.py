@@ -87,7 +87,7 @@ def copy_here(image: Image) -> StoragePool | None:
         return None
     rows = {c.pool_id: c for c in image.copies}
     for pool in [image.pool] + [c.pool for c in image.copies]:
-        if pool.node_id != here:
+        if pool.node_id != here or pool.is_s3:  # (a bucket's files are linked to directly)
             continue
         row = rows.get(pool.id)
         if row is not None and row.status == "verified":

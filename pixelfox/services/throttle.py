@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from flask import current_app
+from redis.exceptions import RedisError
 
 from pixelfox.extensions import get_redis
 
 MB = 1024 * 1024
-SLOT_TTL = 15 * 60
+SLOT_TTL = 30  # seconds a dead holder keeps its slot
 
 
 class ByteThrottle:
@@ -52,22 +54,41 @@ return 0
 
 
 class NodeSlots:
-    """At most `cap` holders of `key` at once, across workers (a lease that expires after
-    `ttl` seconds if its holder dies). Use as a context manager; it waits for a free slot."""
+    """At most `cap` holders of `key` at once, across workers. Use as a context manager; it
+    waits for a free slot. A slot is a lease of `ttl` seconds that a thread of the holder
+    renews every ttl/3 seconds: a holder that dies (a killed worker, a lost machine) frees its
+    slot within `ttl` seconds."""
 
     def __init__(self, key: str, cap: int, ttl: int = SLOT_TTL):
         self.key, self.cap, self.ttl = key, cap, ttl
         self.token = f"{time.time()}-{id(self)}"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> NodeSlots:
         redis = get_redis()
         while True:
             now = time.time()
             if redis.eval(_ACQUIRE, 1, self.key, now, self.cap, now + self.ttl, self.token):
-                return self
+                break
             time.sleep(0.2)
+        self._renewer = threading.Thread(
+            target=self._renew, args=(redis,), name="copy-slot", daemon=True
+        )
+        self._renewer.start()
+        return self
+
+    def _renew(self, redis) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                redis.zadd(self.key, {self.token: time.time() + self.ttl}, xx=True)
+            except RedisError:
+                pass  # the lease runs out; the copy goes on (the cap is a courtesy)
 
     def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
         get_redis().zrem(self.key, self.token)
         return False
 

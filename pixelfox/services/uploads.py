@@ -21,7 +21,8 @@ from pixelfox.imaging.sniff import Refused, sniff
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
 from pixelfox.services import copies, heartbeat, placement, pools, ratelimit, settings, tokens
-from pixelfox.storage import local, paths
+from pixelfox.services.poolfiles import PoolFiles
+from pixelfox.storage import local, paths, s3
 
 log = logging.getLogger(__name__)
 BASE62 = string.digits + string.ascii_letters
@@ -94,19 +95,21 @@ def receive(
             pool = placement.choose_pool(0, node_id=current_app.config["NODE_ID"])
         except placement.NoPoolAvailable as exc:
             raise UploadRefused(exc.status, exc.code, exc.message) from exc
+    files = PoolFiles(pool)  # an object-storage pool: the file is staged in TMP_DIR
     try:
-        with local.TempFile(paths.tmp_dir(pool.base_path), "up-") as temp:
+        with files, local.TempFile(files.tmp, "up-") as temp:
             try:
                 temp.write(local.iter_file(stream), limit)
             except local.TooLarge as exc:
                 raise too_large() from exc
-            received = _place(temp, filename, user, pool)
+            received = _place(temp, filename, user, pool, files)
             if received.duplicate:
                 temp.discard()
             return received
     except OSError as exc:
         if local.is_disk_full(exc):
-            placement.mark_full(pool.id)  # the next upload goes to a pool with room
+            if not pool.is_s3:  # (a full TMP_DIR says nothing about the bucket)
+                placement.mark_full(pool.id)  # the next upload goes to a pool with room
             raise storage_full() from exc
         raise
 
@@ -115,10 +118,12 @@ def storage_full() -> UploadRefused:
     return UploadRefused(507, "storage_full", "The storage pool is full.")
 
 
-def _place(temp: local.TempFile, filename: str | None, user: User, pool: StoragePool) -> Received:
-    """Check the bytes, then write the row and rename the file into place in one step: the
-    row is flushed first (uuid/share-link collisions show there), the file renamed, then the
-    commit; a failure of either undoes both."""
+def _place(
+    temp: local.TempFile, filename: str | None, user: User, pool: StoragePool, files: PoolFiles
+) -> Received:
+    """Check the bytes, then write the row and store the file in one step: the row is flushed
+    first (uuid/share-link collisions show there), the file renamed into place (or uploaded
+    and acknowledged by the store), then the commit; a failure of either undoes both."""
     temp.fh.flush()
     try:
         with open(temp.path, "rb") as fh:
@@ -137,7 +142,6 @@ def _place(temp: local.TempFile, filename: str | None, user: User, pool: Storage
     for _attempt in range(5):
         uuid = str(uuidlib.uuid4())
         rel = paths.original_path(uuid, found.kind.ext, now)
-        final = paths.resolve(pool.base_path, rel)
         image = Image(
             uuid=uuid,
             share_link=share_link(),
@@ -175,15 +179,41 @@ def _place(temp: local.TempFile, filename: str | None, user: User, pool: Storage
                 return Received(existing, True)
             continue  # uuid/share_link collision: new names
         try:
-            temp.commit(final)
+            files.store(temp, rel)
             db.session.commit()
+        except s3.S3Error as exc:
+            db.session.rollback()  # nothing was stored: the store refused the whole object
+            raise store_refused(pool, exc) from exc
         except BaseException:
             db.session.rollback()
-            local.remove(final)
+            _unstore(files, rel)
             raise
         queue_processing(image)
         return Received(image, False)
     raise UploadRefused(500, "upload_failed", "The upload could not be stored; please retry.")
+
+
+def store_refused(pool: StoragePool, exc: s3.S3Error) -> UploadRefused:
+    """An object store that refused an upload, in words for the uploader (its own answer goes
+    to the log, for the admin)."""
+    log.warning("pool %s refused an upload: %s", pool.name, exc.message)
+    if exc.full:
+        placement.mark_full(pool.id)
+        return storage_full()
+    return UploadRefused(
+        503,
+        "storage_unavailable",
+        "The storage pool could not store the file (its object store refused it); "
+        "please try again later.",
+    )
+
+
+def _unstore(files: PoolFiles, rel: str) -> None:
+    """Undo a stored file after the row could not be written."""
+    try:
+        files.remove(rel)
+    except s3.S3Error as exc:  # the object stays; nothing points at it
+        log.warning("could not remove %s after a failed upload: %s", rel, exc.message)
 
 
 def _existing(user: User, source_sha256: str) -> Image | None:

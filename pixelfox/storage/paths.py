@@ -42,6 +42,8 @@ def resolve(base_path: str, rel: str) -> Path:
     """Absolute path of `rel` inside `base_path`; refuses anything that escapes it,
     symlinks included."""
     check_relative(rel)
+    if not os.path.isabs(base_path):  # e.g. an object-storage pool's "s3://…": no directory
+        raise UnsafePath(f"{rel} (the pool has no directory)")
     base = Path(base_path).resolve()
     target = (base / rel).resolve()
     if os.path.commonpath([base, target]) != str(base):
