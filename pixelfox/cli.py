@@ -1,4 +1,4 @@
-"""`flask --app wsgi …` commands: users, scheduler."""
+"""`flask --app wsgi …` commands: users, scheduler, backup, repair, scrub, tiering."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.jobs import schedule
 from pixelfox.models import User
-from pixelfox.services import accounts, backup, pools, replicas, scrub
+from pixelfox.models.base import utcnow
+from pixelfox.services import accounts, backup, pools, replicas, scrub, tiering
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -147,7 +148,42 @@ def scrub_command(rate: int) -> None:
     click.echo(f"scrub on {current_app.config['NODE_ID']}: {result}")
 
 
+@click.command("tiering")
+@click.option("--dry-run", is_flag=True, help="Show what would move; move nothing.")
+@click.option(
+    "--now",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Apply the rules as if today were this day (YYYY-MM-DD).",
+)
+@with_appcontext
+def tiering_command(dry_run: bool, as_of) -> None:
+    """One tiering pass now (also when tiering_enabled is off): start the moves of images
+    not viewed for long into colder pools; with --dry-run only show them."""
+    day = as_of.date() if as_of else None
+    if dry_run:
+        found = tiering.plan(day or utcnow().date())
+        for row in found.rows():
+            click.echo(
+                f"{row['source']} ({row['source_tier']}) → {row['target']} "
+                f"({row['target_tier']}): {row['images']} images, {row['bytes']} bytes"
+            )
+        for note in found.notes:
+            click.echo(f"note: {note}")
+        click.echo(f"dry run as of {found.as_of}: {found.images} images, {found.bytes} bytes")
+        return
+    run = tiering.run(day, trigger="cli")
+    for note in (run.notes or "").splitlines():
+        click.echo(f"note: {note}")
+    click.echo(
+        f"tiering run {run.id} as of {run.as_of}: {run.images} images, {run.bytes} bytes "
+        f"in {run.moves} moves (see /admin/moves)"
+    )
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(tiering_command)
     app.cli.add_command(repair_command)
     app.cli.add_command(scrub_command)
     app.cli.add_command(users_cli)

@@ -118,6 +118,7 @@ def _reset_state():
         "nodes",
         "pool_move_items",
         "pool_moves",
+        "tiering_runs",
         "regen_runs",
         "image_variants",
         "images",

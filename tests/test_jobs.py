@@ -194,14 +194,22 @@ def test_scheduler_registration_is_idempotent(app):
     with app.app_context():
         scheduler = queues.periodic_scheduler("local")
         ids = [job.id for job in scheduler.get_jobs()]
-    assert len(ids) == 6 and len(set(ids)) == 6
+    assert len(ids) == 7 and len(set(ids)) == 7
     names = {i.split("-")[1] for i in ids}
-    assert names == {"pool_stats", "sweeper", "heartbeat", "flush_views", "repair", "scrub"}
+    assert names == {
+        "pool_stats",
+        "sweeper",
+        "heartbeat",
+        "flush_views",
+        "repair",
+        "scrub",
+        "tiering",
+    }
     # A changed definition replaces the old job instead of adding a second one.
     with app.app_context():
         changed = [schedule.Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 30, "local")]
         result = schedule.sync(scheduler, changed)
-        assert len(result["removed"]) == 6 and len(result["added"]) == 1
+        assert len(result["removed"]) == 7 and len(result["added"]) == 1
         assert len(list(scheduler.get_jobs())) == 1
 
 

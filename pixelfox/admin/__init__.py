@@ -36,5 +36,6 @@ from pixelfox.admin import (  # noqa: E402,F401  (register the views)
     regen,
     settings,
     storage,
+    tiering,
     users,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pixelfox.jobs.context import get_job_logger, with_app_context
 from pixelfox.services import heartbeat as heartbeat_service
-from pixelfox.services import maintenance, viewcounts
+from pixelfox.services import maintenance, tiering, viewcounts
 
 
 @with_app_context
@@ -36,4 +36,12 @@ def flush_views() -> dict:
     """Write the views counted in Redis into the images table, in batches."""
     result = viewcounts.flush()
     get_job_logger(__name__).info("flush_views %s", result)
+    return result
+
+
+@with_app_context
+def tiering_pass() -> str:
+    """The daily tiering pass (runs hourly; acts once a day, when tiering is on)."""
+    result = tiering.daily()
+    get_job_logger(__name__).info("tiering %s", result)
     return result

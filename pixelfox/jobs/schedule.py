@@ -40,13 +40,14 @@ class Periodic:
 def definitions(
     app_node: str, nodes: list[str] | None = None, heartbeat_every: int = 60
 ) -> list[Periodic]:
-    """pool_stats, sweeper, flush_views and repair on the app node; a heartbeat and a scrub
-    into every node's queue."""
+    """pool_stats, sweeper, flush_views, repair and tiering on the app node; a heartbeat and a
+    scrub into every node's queue."""
     wanted = [
         Periodic("pool_stats", "pixelfox.jobs.periodic.pool_stats", 300, app_node),
         Periodic("sweeper", "pixelfox.jobs.periodic.sweeper", 60, app_node),
         Periodic("flush_views", "pixelfox.jobs.periodic.flush_views", 60, app_node),
         Periodic("repair", "pixelfox.jobs.replicas.repair", 60, app_node, 600),
+        Periodic("tiering", "pixelfox.jobs.periodic.tiering_pass", 3600, app_node, 600),
     ]
     for node in sorted(set(nodes or []) | {app_node}):
         wanted.append(

@@ -6,6 +6,7 @@ from pixelfox.models.move import PoolMove, PoolMoveItem
 from pixelfox.models.regen import RegenRun
 from pixelfox.models.setting import Setting
 from pixelfox.models.storage import StoragePool
+from pixelfox.models.tiering import TieringRun
 from pixelfox.models.user import User
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "RegenRun",
     "Setting",
     "StoragePool",
+    "TieringRun",
     "User",
     "ViewFlush",
 ]

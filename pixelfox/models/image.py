@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -61,6 +61,9 @@ class Image(Timestamps, db.Model):
     view_count: Mapped[int] = mapped_column(Integer, default=0)
     # The latest view, written with the batched view counts (services.viewcounts).
     last_viewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Views on the day `views_day` (UTC), for tiering's promotion back to hot storage.
+    views_day: Mapped[date | None] = mapped_column(Date)
+    views_on_day: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     processed_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     # Phase 1 published the thumbnails (the viewer shows the picture; phase 2 may still run).
     ready_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)

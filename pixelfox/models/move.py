@@ -44,6 +44,12 @@ class PoolMove(Timestamps, db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # "pool": an admin empties a pool; "tiering": images a tiering run picked (its items are
+    # made by the run, not planned from the whole pool).
+    kind: Mapped[str] = mapped_column(String(16), default="pool", server_default="pool")
+    tiering_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tiering_runs.id", ondelete="SET NULL"), index=True
+    )
 
     source = relationship("StoragePool", foreign_keys=[source_pool_id], lazy="joined")
     target = relationship("StoragePool", foreign_keys=[target_pool_id], lazy="joined")

@@ -13,7 +13,17 @@ from pixelfox import queues
 from pixelfox.extensions import db, get_redis
 from pixelfox.models import Image, ImageVariant, PoolMove, RegenRun, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import copies, heartbeat, moves, nodes, pools, regen, replicas
+from pixelfox.services import (
+    copies,
+    heartbeat,
+    moves,
+    nodes,
+    pools,
+    regen,
+    replicas,
+    settings,
+    tiering,
+)
 
 TOTALS_KEY = "pixelfox:stats:variants"
 TOTALS_TTL = 15 * 60  # pool_stats refreshes it every 5 minutes
@@ -205,7 +215,16 @@ def widgets() -> dict:
         "durability": (repair or {}).get("counts") or copies.durability(),
         "repair": repair,
         "single_copy_warning": single_copy_warning(),
+        "tiering": tiering_status(),
     }
+
+
+def tiering_status() -> dict | None:
+    """With tiering on: the last pass and, when it moved nothing, why."""
+    if not settings.get("tiering_enabled"):
+        return None
+    runs = tiering.last_runs(1)
+    return {"run": runs[0] if runs else None}
 
 
 def single_copy_warning() -> bool:

@@ -47,16 +47,18 @@ class Ready:
 
 
 def copier_for(move: PoolMove) -> Copier:
-    """This node's copier for one move, with the move's byte throttle."""
+    """This node's copier for one move, with the move's byte throttle (tiering moves share
+    one: tiering_max_mb_per_second for all of them together)."""
     cfg = current_app.config
+    if move.kind == "tiering":
+        key, setting = "pixelfox:tiering-rate", "tiering_max_mb_per_second"
+    else:
+        key, setting = f"pixelfox:move-rate:{move.id}", "move_max_mb_per_second"
     return Copier(
         here=cfg["NODE_ID"],
         secret=cfg.get("REPLICATION_SECRET"),
         allow_insecure=cfg.get("ALLOW_INSECURE_NODE_URLS", False),
-        throttle=ByteThrottle(
-            f"pixelfox:move-rate:{move.id}",
-            lambda: settings.get("move_max_mb_per_second", fresh=True),
-        ),
+        throttle=ByteThrottle(key, lambda: settings.get(setting, fresh=True)),
         scratch=poolfiles.scratch(),
     )
 

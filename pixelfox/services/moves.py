@@ -15,7 +15,16 @@ from flask import current_app
 
 from pixelfox import queues
 from pixelfox.extensions import db
-from pixelfox.models import Image, ImageCopy, PoolMove, PoolMoveItem, RegenRun, StoragePool, User
+from pixelfox.models import (
+    Image,
+    ImageCopy,
+    PoolMove,
+    PoolMoveItem,
+    RegenRun,
+    StoragePool,
+    TieringRun,
+    User,
+)
 from pixelfox.models.base import utcnow
 from pixelfox.models.move import IN_FLIGHT, ITEM_OPEN
 from pixelfox.services import copies, heartbeat, nodes, pools
@@ -42,8 +51,6 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
     problems = []
     if source.id == target.id:
         problems.append("Source and target are the same pool.")
-    if not target.is_active:
-        problems.append("The target pool is not active.")
     _nodes, states = heartbeat.latest()
     state = states.get(target.id)
     if state is None:
@@ -62,13 +69,7 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
     notes = []
     if source.failure_domain != target.failure_domain:
         _copies_stay_apart(source, target, problems, notes)
-    if source.node_id != target.node_id and not target.is_s3:  # pushed to the target node
-        if not target.upload_api_url:
-            problems.append(
-                "The target pool has no upload_api_url to derive its replicate endpoint from."
-            )
-        if not current_app.config.get("REPLICATION_SECRET"):
-            problems.append("REPLICATION_SECRET is not set: copies between nodes are disabled.")
+    problems += _path_problems(source, target)
     return {
         "images": count,
         "bytes": total,
@@ -80,6 +81,21 @@ def preflight(source: StoragePool, target: StoragePool) -> dict:
         "cross_node": source.node_id != target.node_id,
         "target_heartbeat": state,
     }
+
+
+def _path_problems(source: StoragePool, target: StoragePool) -> list[str]:
+    """Can the source's node copy into the target at all?"""
+    problems = []
+    if not target.is_active:
+        problems.append("The target pool is not active.")
+    if source.node_id != target.node_id and not target.is_s3:  # pushed to the target node
+        if not target.upload_api_url:
+            problems.append(
+                "The target pool has no upload_api_url to derive its replicate endpoint from."
+            )
+        if not current_app.config.get("REPLICATION_SECRET"):
+            problems.append("REPLICATION_SECRET is not set: copies between nodes are disabled.")
+    return problems
 
 
 def _copies_stay_apart(source: StoragePool, target: StoragePool, problems, notes) -> None:
@@ -161,6 +177,47 @@ def start(
     db.session.add(move)
     db.session.commit()
     queue_planner(move)
+    return move
+
+
+def start_selected(
+    source: StoragePool, target: StoragePool, images: list[tuple[int, int]], run: TieringRun
+) -> PoolMove:
+    """A tiering move: these (image id, bytes) of `source` into `target`, through the same
+    journal as a pool move (its items are made here; there is nothing to plan)."""
+    problems = _path_problems(source, target)
+    busy = db.session.execute(
+        db.select(PoolMove.id).where(
+            PoolMove.source_pool_id == source.id,
+            PoolMove.status.in_(("planned", "running", "paused")),
+            PoolMove.tiering_run_id.is_(None) | (PoolMove.tiering_run_id != run.id),
+        )
+    ).first()
+    if busy:
+        problems.append(f"move #{busy[0]} of the source pool is not finished yet.")
+    if problems:
+        raise MoveError(" ".join(problems))
+    move = PoolMove(
+        source_pool_id=source.id,
+        target_pool_id=target.id,
+        kind="tiering",
+        tiering_run_id=run.id,
+        status="running",
+        started_at=utcnow(),
+        created_by=run.created_by,
+        total=len(images),
+        bytes_total=sum(b for _i, b in images),
+        plan_cursor=max((i for i, _b in images), default=0),
+        planning_done=True,
+    )
+    db.session.add(move)
+    db.session.flush()
+    db.session.add_all(
+        PoolMoveItem(move_id=move.id, image_id=image_id, bytes=nbytes)
+        for image_id, nbytes in images
+    )
+    db.session.commit()
+    queue_items(move, open_item_ids(move.id))
     return move
 
 

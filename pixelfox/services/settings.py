@@ -137,7 +137,51 @@ DEFINITIONS = [
         1,
         100,
     ),
-    Definition("tiering_enabled", bool, False, "tiering", "Move cold images to colder pools."),
+    Definition(
+        "tiering_enabled",
+        bool,
+        False,
+        "tiering",
+        "Move cold images to colder pools (a daily pass; /admin/tiering runs one at once).",
+    ),
+    Definition(
+        "tiering_warm_after_days",
+        int,
+        30,
+        "tiering",
+        "Images in hot pools not viewed for this many days (never viewed: since upload) "
+        "move to a warm pool.",
+        1,
+        36500,
+    ),
+    Definition(
+        "tiering_cold_after_days",
+        int,
+        180,
+        "tiering",
+        "Images not viewed for this many days move to a cold pool (from hot or warm).",
+        1,
+        36500,
+    ),
+    Definition(
+        "tiering_max_mb_per_second",
+        int,
+        20,
+        "tiering",
+        "Throttle for all tiering moves together, MB/s (0 = unlimited).",
+        0,
+        100000,
+    ),
+    Definition(
+        "tiering_promote_views_per_day",
+        int,
+        0,
+        "tiering",
+        "An image in a warm or cold pool viewed more often than this in a day moves back "
+        "to hot (0 = never: viewed images stay where they are).",
+        0,
+        10000000,
+    ),
 ]
 BY_KEY = {d.key: d for d in DEFINITIONS}
 

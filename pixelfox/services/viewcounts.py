@@ -1,5 +1,6 @@
 """View counts off the request path: a view is one Redis HINCRBY; a periodic job writes the
-counts (and the time of the latest view) into `images` in batches.
+counts (the time of the latest view, and the views of the latest day for tiering's promotion)
+into `images` in batches.
 
 Each flush renames the live hash to a batch key of its own, so views keep arriving in a fresh
 hash while a batch is written. Every chunk of a batch is applied in the same transaction that
@@ -75,15 +76,35 @@ def _apply_batch(key: str) -> tuple[int, int]:
         for image_id in chunk:
             seen = datetime.fromtimestamp(raw.get(f"t{image_id}", time.time()), UTC)
             seen = seen.replace(tzinfo=None)
+            n = counts[image_id]
             db.session.execute(
                 db.update(Image)
                 .where(Image.id == image_id)
-                .values(
-                    view_count=Image.view_count + counts[image_id],
-                    last_viewed_at=db.case(
-                        (Image.last_viewed_at.is_(None), seen),
-                        (Image.last_viewed_at < seen, seen),
-                        else_=Image.last_viewed_at,
+                # In this order: MySQL assigns left to right, with the values just set.
+                .ordered_values(
+                    (Image.view_count, Image.view_count + n),
+                    (
+                        Image.views_on_day,
+                        db.case(
+                            (Image.views_day == seen.date(), Image.views_on_day + n),
+                            (Image.views_day > seen.date(), Image.views_on_day),
+                            else_=n,
+                        ),
+                    ),
+                    (
+                        Image.views_day,
+                        db.case(
+                            (Image.views_day > seen.date(), Image.views_day),
+                            else_=seen.date(),
+                        ),
+                    ),
+                    (
+                        Image.last_viewed_at,
+                        db.case(
+                            (Image.last_viewed_at.is_(None), seen),
+                            (Image.last_viewed_at < seen, seen),
+                            else_=Image.last_viewed_at,
+                        ),
                     ),
                 )
                 .execution_options(synchronize_session=False)
