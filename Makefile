@@ -52,11 +52,13 @@ format: deps
 	$(BIN)/ruff check --fix .
 
 bench: deps
+	bash scripts/install-system-deps.sh s3
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_thumbnails.py
 	$(BIN)/python scripts/bench_moves.py
 	$(BIN)/python scripts/bench_cluster.py
 	$(BIN)/python scripts/bench_admin.py
+	$(BIN)/python scripts/bench_s3.py
 
 clean:
 	rm -rf $(VENV) var/tmp .pytest_cache test-output

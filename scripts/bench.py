@@ -25,18 +25,11 @@ WORK = Path(tempfile.mkdtemp(prefix="pixelfox-bench-"))
 os.environ["PIXELFOX_VAR_DIR"] = str(WORK / "var")
 for key in ("DATABASE_URL", "REDIS_URL", "CACHE_HOST", "DB_HOST", "UPLOADS_DIR", "TMP_DIR"):
     os.environ.pop(key, None)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchimages import make_12mp_jpeg  # noqa: E402
+
 CONVERT = "/usr/bin/convert"  # the real ImageMagick CLI, same library and policy as ours
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-
-
-def make_12mp_jpeg(path: Path) -> Path:
-    from pixelfox.imaging.magick import Image
-
-    with Image(filename=f"jpeg:{ROOT / 'tests/fixtures/good/photo.jpg'}") as img:
-        img.resize(4240, 2832)  # 12.0 MP, EXIF (orientation, GPS) kept
-        img.compression_quality = 90
-        img.save(filename=f"jpeg:{path}")
-    return path
 
 
 def convert_chain(src: Path, out: Path, quality: int) -> None:

@@ -90,7 +90,7 @@ class PoolFiles:
         files are already in place)."""
         if self.remote:
             rel = target.relative_to(self.base.resolve()).as_posix()
-            s3.put_file(self.cfg, rel, target, sha256)
+            s3.put_file(self.cfg, rel, target, sha256, hashed=True)  # hashed when rendered
 
     def store(self, temp: local.TempFile, rel: str) -> None:
         """Put a finished temp file at `rel`: renamed into place, or uploaded (verified by the
@@ -99,7 +99,7 @@ class PoolFiles:
             temp.commit(self.path(rel))
             return
         temp.fh.flush()
-        s3.put_file(self.cfg, rel, temp.path, temp.sha256)
+        s3.put_file(self.cfg, rel, temp.path, temp.sha256, hashed=True)  # hashed as written
         temp.discard()
 
     def exists(self, rel: str, size: int) -> bool:

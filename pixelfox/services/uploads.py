@@ -121,9 +121,10 @@ def storage_full() -> UploadRefused:
 def _place(
     temp: local.TempFile, filename: str | None, user: User, pool: StoragePool, files: PoolFiles
 ) -> Received:
-    """Check the bytes, then write the row and store the file in one step: the row is flushed
-    first (uuid/share-link collisions show there), the file renamed into place (or uploaded
-    and acknowledged by the store), then the commit; a failure of either undoes both."""
+    """Check the bytes, then write the row and store the file in one step: into a disk pool
+    the row is flushed first (uuid/share-link collisions show there), the file renamed into
+    place, then the commit; into a bucket the object is uploaded and acknowledged first, then
+    the row written. A failure of either undoes both."""
     temp.fh.flush()
     try:
         with open(temp.path, "rb") as fh:
@@ -139,58 +140,81 @@ def _place(
         raise storage_full()
 
     now = utcnow()
-    for _attempt in range(5):
-        uuid = str(uuidlib.uuid4())
-        rel = paths.original_path(uuid, found.kind.ext, now)
-        image = Image(
-            uuid=uuid,
-            share_link=share_link(),
-            user_id=user.id,
-            title=_title(filename),
-            original_filename=_clean_name(filename),
-            stored_path=rel,
-            mime_type=found.kind.mime,
-            size=temp.size,
-            width=found.width,
-            height=found.height,
-            sha256=temp.sha256,
-            source_sha256=temp.sha256,
-            status="pending",
-            visibility="unlisted",
-            storage_pool_id=pool.id,
-        )
-        try:
-            # Lock the pool row before inserting its child row: the insert's foreign-key
-            # check takes a shared lock, and upgrading it later deadlocks with a worker
-            # doing the same (MySQL/MariaDB).
-            db.session.execute(
-                db.update(StoragePool)
-                .where(StoragePool.id == pool.id)
-                .values(used_size=StoragePool.used_size + temp.size)
-            )
-            db.session.add(image)
-            db.session.flush()
-            copies.add_primary(image)
-            db.session.flush()
-        except IntegrityError:
-            db.session.rollback()
-            existing = _existing(user, temp.sha256)
-            if existing is not None:  # the same file arrived twice at once
-                return Received(existing, True)
-            continue  # uuid/share_link collision: new names
+    uuid = str(uuidlib.uuid4())
+    rel = paths.original_path(uuid, found.kind.ext, now)
+    # A bucket is written before the pool's row is locked below (the store may take a
+    # while, and every upload into the pool would wait on that lock); the row follows only
+    # once the store has acknowledged the object. A disk is written inside the transaction.
+    stored = False
+    if files.remote:
         try:
             files.store(temp, rel)
-            db.session.commit()
         except s3.S3Error as exc:
-            db.session.rollback()  # nothing was stored: the store refused the whole object
             raise store_refused(pool, exc) from exc
-        except BaseException:
-            db.session.rollback()
+        stored = True
+    try:
+        for attempt in range(5):
+            if attempt and not stored:
+                uuid = str(uuidlib.uuid4())
+                rel = paths.original_path(uuid, found.kind.ext, now)
+            image = _new_image(uuid, rel, found, temp, filename, user, pool)
+            try:
+                # Lock the pool row before inserting its child row: the insert's foreign-key
+                # check takes a shared lock, and upgrading it later deadlocks with a worker
+                # doing the same (MySQL/MariaDB).
+                db.session.execute(
+                    db.update(StoragePool)
+                    .where(StoragePool.id == pool.id)
+                    .values(used_size=StoragePool.used_size + temp.size)
+                )
+                db.session.add(image)
+                db.session.flush()
+                copies.add_primary(image)
+                db.session.flush()
+            except IntegrityError:
+                db.session.rollback()
+                existing = _existing(user, temp.sha256)
+                if existing is not None:  # the same file arrived twice at once
+                    if stored:
+                        _unstore(files, rel)
+                    return Received(existing, True)
+                continue  # uuid/share_link collision: new names
+            if not stored:
+                stored = True  # (a rename that failed half-way is undone below as well)
+                files.store(temp, rel)
+            db.session.commit()
+            break
+        else:
+            raise UploadRefused(
+                500, "upload_failed", "The upload could not be stored; please retry."
+            )
+    except BaseException:
+        db.session.rollback()
+        if stored:
             _unstore(files, rel)
-            raise
-        queue_processing(image)
-        return Received(image, False)
-    raise UploadRefused(500, "upload_failed", "The upload could not be stored; please retry.")
+        raise
+    queue_processing(image)
+    return Received(image, False)
+
+
+def _new_image(uuid, rel, found, temp, filename, user, pool) -> Image:
+    return Image(
+        uuid=uuid,
+        share_link=share_link(),
+        user_id=user.id,
+        title=_title(filename),
+        original_filename=_clean_name(filename),
+        stored_path=rel,
+        mime_type=found.kind.mime,
+        size=temp.size,
+        width=found.width,
+        height=found.height,
+        sha256=temp.sha256,
+        source_sha256=temp.sha256,
+        status="pending",
+        visibility="unlisted",
+        storage_pool_id=pool.id,
+    )
 
 
 def store_refused(pool: StoragePool, exc: s3.S3Error) -> UploadRefused:

@@ -144,7 +144,7 @@ class Copier:
 
     def _upload(self, source: PoolRef, target: PoolRef, f: FileRef) -> None:
         """Into a bucket: kept if the same bytes are there (size and recorded SHA-256),
-        else uploaded from the source file (verified as it is read), then checked by size."""
+        else uploaded from the source file (verified as it is read, and by the store)."""
         try:
             there = s3.head(target.s3, f.rel)
             if there is not None and there["size"] == f.size and there["sha256"] == f.sha256:
@@ -153,7 +153,7 @@ class Copier:
                 raise CopyFailed(f"A different object is already at {f.rel} in the bucket.")
             if source.s3 is not None:
                 with self._download(source, f) as temp:
-                    s3.put_file(target.s3, f.rel, temp, f.sha256)
+                    s3.put_file(target.s3, f.rel, temp, f.sha256, hashed=True)  # just verified
             else:
                 src = paths.resolve(source.base_path, f.rel)
                 if not src.exists():
@@ -161,7 +161,8 @@ class Copier:
                         f"{f.rel} is missing on the source and has no copy in the bucket."
                     )
                 s3.put_file(target.s3, f.rel, src, f.sha256, self.throttle)
-            there = s3.head(target.s3, f.rel)
+            # Verified: the store acknowledged the bytes by their Content-MD5, and they were
+            # the recorded ones (SHA-256 checked as they were read, so the size is too).
         except s3.SourceMismatch as exc:
             raise CopyFailed(
                 f"{f.rel} on the source does not match its recorded SHA-256; it was not copied."
@@ -170,8 +171,6 @@ class Copier:
             if exc.retry:
                 raise CopyRetry(f"the target bucket: {exc.message}") from exc
             raise CopyFailed(f"The target bucket refused {f.rel}: {exc.message}") from exc
-        if there is None or there["size"] != f.size:
-            raise CopyRetry(f"{f.rel} is not in the target bucket with its size after the upload")
 
     def _copy_here(self, src: Path, target: PoolRef, f: FileRef, synced: set | None) -> None:
         dst = paths.resolve(target.base_path, f.rel)
