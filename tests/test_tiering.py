@@ -187,7 +187,8 @@ def test_views_keep_images_in_place_promote_them_back_and_missing_tiers_are_expl
     with app.app_context():
         settings.update({"tiering_enabled": True, "tiering_promote_views_per_day": 0})
     out = tiering_cli(app, "--now", (today(app) + timedelta(days=400)).isoformat())
-    assert "images of pool warm are due for cold storage" in out, out
+    assert "Pool warm: 1 image due for cold storage cannot move" in out, out
+    assert "Pool default: 1 image due for cold storage moved to warm storage for now" in out
     assert "no active pool of tier cold" in out
     assert where(app, uuids)[quiet] == "warm"
     auth.logout()

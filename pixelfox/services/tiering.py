@@ -114,7 +114,7 @@ def plan(as_of: date) -> Plan:
     idle = db.func.coalesce(Image.last_viewed_at, Image.created_at)
 
     def place(source: StoragePool, tiers: tuple[str, ...], rows, why: str) -> None:
-        waiting = 0
+        waiting = nearer = 0
         for image_id, nbytes, image in rows:
             target = None
             for tier in tiers:  # the wanted tier, then the next best (hot → cold via warm)
@@ -124,14 +124,20 @@ def plan(as_of: date) -> Plan:
             if target is None:
                 waiting += 1
                 continue
+            nearer += target.storage_tier != tiers[0]
             group = groups.setdefault(
                 (source.id, target.id), Group(source, target, target.storage_tier)
             )
             group.images.append((image_id, nbytes))
         if waiting:
             notes.append(
-                f"{waiting} images of pool {source.name} are due for {why} storage, but "
+                f"Pool {source.name}: {_images(waiting)} due for {why} storage cannot move, "
                 + _no_target(tiers, by_tier)
+            )
+        if nearer:
+            notes.append(
+                f"Pool {source.name}: {_images(nearer)} due for {why} storage moved to "
+                f"{tiers[1]} storage for now, " + _no_target(tiers[:1], by_tier)
             )
 
     for source in all_pools:
@@ -146,7 +152,7 @@ def plan(as_of: date) -> Plan:
         if source.id in busy:
             notes.append(
                 f"Pool {source.name} is busy with move #{busy[source.id]}: "
-                f"{len(due)} images wait for the next pass."
+                f"{_images(len(due))} wait for the next pass."
             )
             continue
         if source.storage_tier == "hot":
@@ -167,7 +173,7 @@ def plan(as_of: date) -> Plan:
                 (Image.views_day >= since) & (Image.views_on_day > r["promote_views_per_day"]),
             )
             if wanted and source.id in busy:
-                notes.append(f"Pool {source.name} is busy: {len(wanted)} promotions wait.")
+                notes.append(f"Pool {source.name} is busy: {len(wanted)} promotion(s) wait.")
             elif wanted:
                 place(source, ("hot",), wanted, "hot")
     return Plan(as_of, list(groups.values()), notes)
@@ -196,11 +202,15 @@ def _candidates(source: StoragePool, condition) -> list[tuple[int, int, Image]]:
     return [(image.id, int(nbytes or 0), image) for image, nbytes in rows]
 
 
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
 def _no_target(tiers: tuple[str, ...], by_tier: dict) -> str:
     if not any(by_tier.get(t) for t in tiers):
-        return f"there is no active pool of tier {' or '.join(tiers)}."
+        return f"as there is no active pool of tier {' or '.join(tiers)}."
     return (
-        f"no pool of tier {' or '.join(tiers)} can take them (full, unhealthy, "
+        f"as no pool of tier {' or '.join(tiers)} can take them (full, unhealthy, "
         "holding another copy of them, or unreachable from their node)."
     )
 
