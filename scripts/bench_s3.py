@@ -167,6 +167,25 @@ def bench_upload(app, src: Path, local_id: int, s3_id: int, key: str) -> dict:
     return {kind: statistics.median(values) for kind, values in times.items()}
 
 
+def bare_put(server, bucket: str, src: Path) -> float:
+    """What the store itself needs for the upload's bytes: a plain HTTP PUT (presigned, so
+    nothing is hashed or signed per request), median of UPLOAD_ROUNDS."""
+    import requests
+
+    body = src.read_bytes()
+    url = server.client().generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "bare-put"}, ExpiresIn=600
+    )
+    with requests.Session() as session:
+        times = []
+        for i in range(UPLOAD_ROUNDS + 1):
+            t = time.perf_counter()
+            session.put(url, data=body, timeout=60).raise_for_status()
+            if i:
+                times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def baseline_boto3(server, bucket: str, src: Path) -> float:
     """`aws s3 cp --recursive` in one process: boto3's managed upload, 10 files at once."""
     client = server.client()
@@ -209,6 +228,11 @@ def main() -> int:
         print(
             f"   into a bucket {up['s3'] * 1000:.0f} ms vs into a local pool "
             f"{up['local'] * 1000:.0f} ms — ratio {up['s3'] / up['local']:.2f} (goal <= 1.3)"
+        )
+        floor = bare_put(server, bucket, src)
+        print(
+            f"   (the store alone: a bare presigned PUT of the same bytes, no hashing, "
+            f"{floor * 1000:.0f} ms)"
         )
         pr = bench_processing(app, src, disk_id, s3_id)
 

@@ -33,6 +33,9 @@ GROUP_SECONDS = 0.5  # ... or whatever is verified after this long
 # for its fsync (here, or on the target node before it answers), so a few in flight overlap
 # those waits with the next transfer, and hashing runs on every core.
 PUSH_AHEAD = 3
+# A bucket answers every object after a round trip through its gateway: more copies in flight
+# hide that latency (the store, not this node's disk, is what they wait for).
+PUSH_AHEAD_BUCKET = 6
 FINAL = ("source_deleted", "skipped", "failed")
 
 
@@ -99,6 +102,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
         checked = grouped = time.monotonic()
         inflight: deque = deque()  # (item, image, files, future), oldest first
         src_ref, dst_ref = poolfiles.ref(move.source), poolfiles.ref(move.target)
+        ahead = PUSH_AHEAD_BUCKET if move.source.is_s3 or move.target.is_s3 else PUSH_AHEAD
 
         def take(ready) -> None:
             nonlocal grouped
@@ -126,11 +130,11 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
 
         with (
             copy_slots(move.source.node_id),
-            ThreadPoolExecutor(PUSH_AHEAD, thread_name_prefix="copy") as executor,
+            ThreadPoolExecutor(ahead, thread_name_prefix="copy") as executor,
         ):
             for item_id in item_ids:
                 if time.monotonic() - checked > 0.5:  # notice pause/cancel within a second
-                    drain(PUSH_AHEAD)
+                    drain(ahead)
                     flush()
                     refresh_counts(move.id)  # commits, and keeps the progress bar moving
                     db.session.refresh(move)
@@ -153,7 +157,7 @@ def move_items(move_id: int, item_ids: list[int]) -> dict:
                 item.attempts += 1
                 future = executor.submit(_copy_files, copier, src_ref, dst_ref, files)
                 inflight.append((item, image, files, future))
-                drain(PUSH_AHEAD - 1)
+                drain(ahead - 1)
             drain(0)
             flush()
         db.session.commit()
