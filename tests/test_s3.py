@@ -488,3 +488,42 @@ def test_a_replica_in_a_bucket_is_an_offsite_copy_that_restores_the_disk(
         db.session.remove()
         statuses = set(db.session.execute(db.select(ImageCopy.status)).scalars())
         assert statuses == {"verified"}
+
+
+def test_a_move_between_two_buckets_verifies_every_object_and_empties_the_source(
+    app, client, auth, s3_server, bucket
+):
+    """s3 → s3: each object is downloaded into TMP_DIR, checked against its recorded
+    SHA-256, uploaded to the other bucket (Content-MD5), switched, then deleted."""
+    other = s3_server.new_bucket()
+    try:
+        first = make_pool(app, s3_server, bucket, name="bucket-a")
+        second = make_pool(app, s3_server, other, name="bucket-b", storage_tier="cold")
+        only_uploads_into(app, first)
+        auth.register()
+        uuids = []
+        for name in ("photo.jpg", "photo.webp"):
+            resp = upload(client, fixture_path(name))
+            assert resp.status_code == 201, resp.get_data(as_text=True)
+            uuids.append(resp.get_json()["image_uuid"])
+        run_jobs(app)
+        expected = {}
+        for uuid in uuids:
+            expected.update(image_files(app, uuid))
+        assert bucket_digests(s3_server, bucket) == expected
+
+        move_id = _move(app, first, second)
+        run_jobs(app)
+        state = _progress(app, move_id)
+        assert state["status"] == "done" and state["done"] == 2, (state, _errors(app, move_id))
+        assert bucket_digests(s3_server, other) == expected
+        assert bucket_digests(s3_server, bucket) == {}, "the source objects are deleted"
+        assert not staged(app), "nothing is left in TMP_DIR"
+        for uuid in uuids:
+            served = {sha for sha, _q in fetch_all(app, uuid).values()}
+            assert served == set(image_files(app, uuid).values())
+            assert all(
+                url.startswith(f"{s3_server.endpoint}/{other}/") for url in fetch_all(app, uuid)
+            )
+    finally:
+        s3_server.drop_bucket(other)
