@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +29,9 @@ from benchlib import (  # noqa: E402
     ROOT,
     WORK,
     add_pool,
-    free_port,
     make_app,
     seed,
+    start_node,
 )
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -43,26 +42,7 @@ def s3_pool(app, server, bucket: str) -> int:
     from pixelfox.services import heartbeat, poolform
 
     with app.app_context():
-        pool = poolform.save_pool(
-            None,
-            {
-                "name": f"bucket-{bucket[-6:]}",
-                "storage_type": "s3",
-                "storage_tier": "cold",
-                "node_id": "local",
-                "s3_endpoint": server.endpoint,
-                "s3_bucket": bucket,
-                "s3_region": "us-east-1",
-                "s3_prefix": "pixelfox",
-                "s3_access_key": server.access_key,
-                "s3_secret_key": server.secret_key,
-                "s3_addressing_style": "path",
-                "priority": "100",
-                "weight": "100",
-                "is_active": "y",
-                "accepts_uploads": "y",
-            },
-        )
+        pool = poolform.save_pool(None, server.pool_fields(bucket))
         heartbeat.beat()
         return pool.id
 
@@ -110,38 +90,15 @@ def only_uploads_into(app, pool_id: int) -> None:
 
 
 def bench_upload(app, src: Path, local_id: int, s3_id: int, key: str) -> dict:
-    """(1) `POST /api/v1/upload` of a 12 MP JPEG to the web process (gunicorn, one worker),
+    """(1) `POST /api/v1/upload` of a 12 MP JPEG to the web process (gunicorn),
     into the local pool and into the bucket alternately, UPLOAD_ROUNDS each."""
     import requests
 
     from pixelfox import queues
 
-    port = free_port()
-    env = dict(
-        os.environ,
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        UPLOADS_DIR=app.config["UPLOADS_DIR"],
-        TMP_DIR=app.config["TMP_DIR"],
-        DISABLE_JOB_WORKERS="1",
-    )
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    web = subprocess.Popen(
-        [gunicorn, "-w", "1", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    web, base = start_node(app, "local", Path(app.config["UPLOADS_DIR"]))
     times = {"local": [], "s3": []}
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base}/api/v1/ping", timeout=10)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {key}"
         targets = {"local": local_id, "s3": s3_id}

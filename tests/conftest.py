@@ -357,25 +357,7 @@ def bucket(s3_server):
 
 def s3_pool_fields(server, bucket: str, **extra) -> dict:
     """The pool form's fields for a bucket of the test S3 server."""
-    fields = {
-        "name": f"bucket-{bucket[-6:]}",
-        "storage_type": "s3",
-        "storage_tier": "cold",
-        "node_id": "local",
-        "s3_endpoint": server.endpoint,
-        "s3_bucket": bucket,
-        "s3_region": "us-east-1",
-        "s3_prefix": "pixelfox",
-        "s3_access_key": server.access_key,
-        "s3_secret_key": server.secret_key,
-        "s3_addressing_style": "path",
-        "priority": "100",
-        "weight": "100",
-        "is_active": "y",
-        "accepts_uploads": "y",
-    }
-    fields.update(extra)
-    return fields
+    return server.pool_fields(bucket, **extra)
 
 
 def kill_worker_hard(proc) -> None:

@@ -75,6 +75,28 @@ class S3Server:
         except c.exceptions.NoSuchBucket:
             pass
 
+    def pool_fields(self, bucket: str, **extra) -> dict:
+        """The pool form's fields for one of this server's buckets."""
+        fields = {
+            "name": f"bucket-{bucket[-6:]}",
+            "storage_type": "s3",
+            "storage_tier": "cold",
+            "node_id": "local",
+            "s3_endpoint": self.endpoint,
+            "s3_bucket": bucket,
+            "s3_region": "us-east-1",
+            "s3_prefix": "pixelfox",
+            "s3_access_key": self.access_key,
+            "s3_secret_key": self.secret_key,
+            "s3_addressing_style": "path",
+            "priority": "100",
+            "weight": "100",
+            "is_active": "y",
+            "accepts_uploads": "y",
+        }
+        fields.update(extra)
+        return fields
+
     def stop(self) -> None:
         subprocess.run(
             ["bash", str(ROOT / "scripts" / "s3-stop.sh"), str(self.directory)],

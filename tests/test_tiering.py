@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import ROOT, csrf_from, files_under, node_env, run_jobs
 from tests.test_admin import make_admin
 from tests.test_moves import add_pool, make_images
-from tests.test_s3 import bucket_digests, make_pool
+from tests.test_s3 import bucket_digests, image_files, make_pool
 
 
 def tiering_cli(app, *args: str) -> str:
@@ -78,7 +78,7 @@ def test_old_images_drift_to_warm_and_to_a_cold_bucket_and_a_second_pass_moves_n
     noon = utcnow().replace(year=as_of.year, month=as_of.month, day=as_of.day, hour=12)
     set_last_view(app, month_old, noon - timedelta(days=100))  # → warm
     set_last_view(app, recent, noon - timedelta(days=5))  # stays hot
-    before = {u: _files(app, u) for u in uuids}
+    before = {u: image_files(app, u) for u in uuids}
 
     preview = tiering_cli(app, "--dry-run", "--now", as_of.isoformat())
     assert "default (hot) → glacier (cold): 2 images" in preview, preview
@@ -104,11 +104,11 @@ def test_old_images_drift_to_warm_and_to_a_cold_bucket_and_a_second_pass_moves_n
     # digest, the warm image is on the warm disk, and nothing of them is left behind.
     in_bucket = bucket_digests(s3_server, bucket)
     for u in (never_a, never_b):
-        assert _files(app, u) == before[u]
+        assert image_files(app, u) == before[u]
         for key, digest in before[u].items():
             assert in_bucket[key] == digest, key
     assert len(in_bucket) == sum(len(before[u]) for u in (never_a, never_b))
-    assert _files(app, month_old) == before[month_old]
+    assert image_files(app, month_old) == before[month_old]
     warm = tmp_path / "warm"
     warm_files = {p.relative_to(warm).as_posix() for p in files_under(warm)}
     assert warm_files >= set(before[month_old]), "the warm image's files are on the warm disk"
@@ -143,16 +143,6 @@ def test_old_images_drift_to_warm_and_to_a_cold_bucket_and_a_second_pass_moves_n
     assert resp.status_code == 303
     html = client.get("/admin/tiering").get_data(as_text=True)
     assert "moved nothing" in html and "<td>admin</td>" in html
-
-
-def _files(app, uuid) -> dict[str, str]:
-    from pixelfox.services import images
-
-    with app.app_context():
-        image = images.by_uuid(uuid)
-        out = {image.stored_path: image.sha256}
-        out.update({v.stored_path: v.sha256 for v in image.variants})
-        return out
 
 
 def test_views_keep_images_in_place_promote_them_back_and_missing_tiers_are_explained(
