@@ -527,3 +527,34 @@ def test_a_move_between_two_buckets_verifies_every_object_and_empties_the_source
             )
     finally:
         s3_server.drop_bucket(other)
+
+
+def test_an_upload_that_never_got_its_row_is_swept_from_the_bucket(
+    app, client, auth, s3_server, bucket
+):
+    """A process killed between the store's acknowledgement and the commit leaves an object
+    no row points at; pool_stats' sweep removes it once it is an hour old, and nothing else."""
+    import uuid as uuidlib
+    from datetime import timedelta
+
+    from pixelfox.extensions import db
+    from pixelfox.models import StoragePool
+    from pixelfox.models.base import utcnow
+    from pixelfox.services import maintenance, objectstore
+
+    pool_id = make_pool(app, s3_server, bucket)
+    only_uploads_into(app, pool_id)
+    auth.register()
+    resp = upload(client, fixture_path("photo.jpg"))
+    assert resp.status_code == 201
+    kept = image_files(app, resp.get_json()["image_uuid"])
+    now = utcnow()
+    orphan = f"original/{now:%Y/%m/%d}/{uuidlib.uuid4()}.jpg"
+    s3_server.client().put_object(Bucket=bucket, Key=f"pixelfox/{orphan}", Body=b"half an upload")
+    with app.app_context():
+        maintenance.pool_stats()  # the periodic job: too young to judge (maybe in flight)
+        assert orphan in bucket_digests(s3_server, bucket)
+        pool = db.session.get(StoragePool, pool_id)
+        assert objectstore.sweep_orphans(pool, now + timedelta(hours=2)) == 1
+        assert objectstore.sweep_orphans(pool, now + timedelta(hours=2)) == 0
+    assert bucket_digests(s3_server, bucket) == kept

@@ -10,7 +10,17 @@ from pixelfox import queues
 from pixelfox.extensions import db
 from pixelfox.models import Image, StoragePool, User
 from pixelfox.models.base import utcnow
-from pixelfox.services import dashboard, deletion, moves, pools, processing, regen, uploads
+from pixelfox.services import (
+    dashboard,
+    deletion,
+    moves,
+    objectstore,
+    pools,
+    processing,
+    regen,
+    uploads,
+)
+from pixelfox.storage import s3
 
 log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(minutes=10)
@@ -18,10 +28,18 @@ PENDING_GRACE = timedelta(seconds=30)  # the upload queues its job right after t
 
 
 def pool_stats() -> dict[int, int]:
-    """Recompute `used_size` of every pool from the rows, and the dashboard's variant count."""
+    """Recompute `used_size` of every pool from the rows, and the dashboard's variant count;
+    clear buckets of uploads that never got their row."""
     ids = db.session.execute(db.select(StoragePool.id)).scalars().all()
     used = {pid: pools.recompute_used(pid) for pid in ids}
     dashboard.variant_count(refresh=True)
+    for pool in db.session.execute(
+        db.select(StoragePool).where(StoragePool.storage_type == "s3", StoragePool.is_active)
+    ).scalars():
+        try:
+            objectstore.sweep_orphans(pool)
+        except s3.S3Error as exc:
+            log.warning("pool %s: orphan sweep skipped (%s)", pool.name, exc.message)
     return used
 
 

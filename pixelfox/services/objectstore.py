@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import re
 import time
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
-from pixelfox.models import StoragePool
+from pixelfox.extensions import db
+from pixelfox.models import Image, StoragePool
+from pixelfox.models.base import utcnow
 from pixelfox.storage import s3
+
+log = logging.getLogger(__name__)
+ORPHAN_AGE = timedelta(hours=1)  # an upload's PUT and its row are seconds apart
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # Presigned URLs are signed as of the start of a window, so they stay the same (and pages and
 # browsers can cache them) for the window; valid for at least TTL - window after minting.
@@ -94,3 +104,27 @@ def state(pool: StoragePool) -> dict:
         "full": (left is not None and left <= 0) or bool(error and error.full),
         "error": error.message if error else None,
     }
+
+
+def sweep_orphans(pool: StoragePool, now: datetime | None = None) -> int:
+    """Remove originals an upload put into the bucket but never got a row for (the process
+    died between the store's acknowledgement and the commit). Uploads name their original by
+    the day (UTC) they arrived, so only today's and yesterday's keys are listed; an object
+    counts once it is ORPHAN_AGE old and no image, not even one being deleted, has its
+    uuid. Returns how many were removed. Raises s3.S3Error."""
+    now = now or utcnow()
+    cfg = config(pool)
+    removed = 0
+    for day in (now, now - timedelta(days=1)):
+        for rel in s3.listed_before(cfg, f"original/{day:%Y/%m/%d}/", now - ORPHAN_AGE):
+            found = UUID.match(PurePosixPath(rel).name)
+            if not found:
+                continue
+            known = db.session.execute(
+                db.select(Image.id).where(Image.uuid == found.group(0))
+            ).first()
+            if known is None:
+                s3.delete(cfg, rel)
+                removed += 1
+                log.warning("pool %s: removed %s, an upload that never got its row", pool.name, rel)
+    return removed

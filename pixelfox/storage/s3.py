@@ -229,6 +229,25 @@ def delete(cfg: S3Config, rel: str) -> None:
         raise describe(exc) from exc
 
 
+def listed_before(cfg: S3Config, under: str, before: datetime) -> list[str]:
+    """Stored paths of the objects under `under` (a stored-path prefix) last modified before
+    `before` (naive UTC)."""
+    out = []
+    try:
+        pages = (
+            client(cfg)
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=cfg.bucket, Prefix=cfg.key(under))
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if obj["LastModified"].astimezone(UTC).replace(tzinfo=None) < before:
+                    out.append(obj["Key"][len(cfg.key("")) :])
+    except (ClientError, BotoCoreError) as exc:
+        raise describe(exc) from exc
+    return out
+
+
 def head_bucket(cfg: S3Config) -> None:
     """Is the bucket there, and may these keys use it? Raises S3Error."""
     try:
