@@ -209,3 +209,29 @@ def _no_upload_endpoint(app, name) -> None:
         pool.upload_api_url = None
         db.session.commit()
         heartbeat.beat()
+
+
+def test_a_pool_an_admin_is_emptying_takes_no_tiering_moves(app, client, auth, tmp_path):
+    from pixelfox.extensions import db
+    from pixelfox.models import PoolMove, StoragePool
+    from pixelfox.services import moves
+
+    uuids = make_images(app, client, auth, tmp_path, 1)
+    warm = add_pool(app, tmp_path, "warm", storage_tier="warm")
+    spare = add_pool(app, tmp_path, "spare", storage_tier="archive")
+    with app.app_context():  # the admin empties the warm pool into the spare one
+        moves.start(
+            db.session.get(StoragePool, warm), db.session.get(StoragePool, spare), None, False
+        )
+    day = (today(app) + timedelta(days=40)).isoformat()
+    out = tiering_cli(app, "--now", day)
+    assert "0 images" in out, out
+    assert "every active pool of tier warm is being emptied by a move" in out
+    assert where(app, uuids) == {uuids[0]: "default"}
+    with app.app_context():  # once that move has ended, the pool takes images again
+        for move in db.session.execute(db.select(PoolMove)).scalars():
+            moves.set_status(move, "cancel")
+    out = tiering_cli(app, "--now", day)
+    assert "1 images" in out, out
+    run_jobs(app)
+    assert where(app, uuids) == {uuids[0]: "warm"}

@@ -97,10 +97,6 @@ def plan(as_of: date) -> Plan:
     warm_cutoff = now - timedelta(days=r["warm_after_days"])
     cold_cutoff = now - timedelta(days=r["cold_after_days"])
     all_pools = list(db.session.execute(db.select(StoragePool).order_by(StoragePool.id)).scalars())
-    by_tier: dict[str, list[StoragePool]] = {}
-    for p in all_pools:
-        if p.is_active and p.weight > 0:
-            by_tier.setdefault(p.storage_tier, []).append(p)
     busy = dict(
         db.session.execute(
             db.select(PoolMove.source_pool_id, db.func.max(PoolMove.id))
@@ -108,14 +104,30 @@ def plan(as_of: date) -> Plan:
             .group_by(PoolMove.source_pool_id)
         ).all()
     )
+    draining = set(
+        db.session.execute(
+            db.select(PoolMove.source_pool_id).where(
+                PoolMove.status.in_(ACTIVE), PoolMove.kind == "pool"
+            )
+        ).scalars()
+    )  # an admin is emptying these: nothing new goes in
+    emptied = {p.storage_tier for p in all_pools if p.is_active and p.id in draining}
+    by_tier: dict[str, list[StoragePool]] = {}
+    for p in all_pools:
+        if p.is_active and p.weight > 0 and p.id not in draining:
+            by_tier.setdefault(p.storage_tier, []).append(p)
     picker = _Picker(heartbeat.pool_states())
     notes: list[str] = []
     groups: dict[tuple[int, int], Group] = {}
     idle = db.func.coalesce(Image.last_viewed_at, Image.created_at)
 
+    placed: set[int] = set()  # one move per image and pass
+
     def place(source: StoragePool, tiers: tuple[str, ...], rows, why: str) -> None:
         waiting = nearer = 0
         for image_id, nbytes, image in rows:
+            if image_id in placed:
+                continue
             target = None
             for tier in tiers:  # the wanted tier, then the next best (hot → cold via warm)
                 target = picker.pick(source, by_tier.get(tier, []), image, nbytes)
@@ -129,15 +141,16 @@ def plan(as_of: date) -> Plan:
                 (source.id, target.id), Group(source, target, target.storage_tier)
             )
             group.images.append((image_id, nbytes))
+            placed.add(image_id)
         if waiting:
             notes.append(
                 f"Pool {source.name}: {_images(waiting)} due for {why} storage cannot move, "
-                + _no_target(tiers, by_tier)
+                + _no_target(tiers, by_tier, emptied)
             )
         if nearer:
             notes.append(
                 f"Pool {source.name}: {_images(nearer)} due for {why} storage moved to "
-                f"{tiers[1]} storage for now, " + _no_target(tiers[:1], by_tier)
+                f"{tiers[1]} storage for now, " + _no_target(tiers[:1], by_tier, emptied)
             )
 
     for source in all_pools:
@@ -206,11 +219,14 @@ def _images(n: int) -> str:
     return f"{n} image" if n == 1 else f"{n} images"
 
 
-def _no_target(tiers: tuple[str, ...], by_tier: dict) -> str:
+def _no_target(tiers: tuple[str, ...], by_tier: dict, emptied: set[str]) -> str:
+    names = " or ".join(tiers)
     if not any(by_tier.get(t) for t in tiers):
-        return f"as there is no active pool of tier {' or '.join(tiers)}."
+        if emptied & set(tiers):
+            return f"as every active pool of tier {names} is being emptied by a move."
+        return f"as there is no active pool of tier {names}."
     return (
-        f"as no pool of tier {' or '.join(tiers)} can take them (full, unhealthy, "
+        f"as no pool of tier {names} can take them (full, unhealthy, "
         "holding another copy of them, or unreachable from their node)."
     )
 
