@@ -25,7 +25,7 @@ from tests.conftest import (
     upload,
 )
 from tests.test_admin import make_admin
-from tests.test_moves import add_pool
+from tests.test_moves import add_pool, start_move
 
 
 def make_pool(app, server, bucket, **extra):
@@ -292,21 +292,6 @@ def _big_images(app, client, auth, tmp_path, count):
     return uuids
 
 
-def _move(app, source_id, target_id) -> int:
-    from pixelfox.extensions import db
-    from pixelfox.models import StoragePool
-    from pixelfox.services import moves
-
-    with app.app_context():
-        move = moves.start(
-            db.session.get(StoragePool, source_id),
-            db.session.get(StoragePool, target_id),
-            None,
-            False,
-        )
-        return move.id
-
-
 def _progress(app, move_id) -> dict:
     from pixelfox.extensions import db
     from pixelfox.models import PoolMove
@@ -408,7 +393,7 @@ def test_moves_into_a_bucket_and_back_survive_a_killed_worker(
     workers = [start_rq_worker(app, "-w", "pixelfox.jobs.worker.Worker", log_path=log)]
     try:
         # 1. local disk -> bucket
-        move = _move(app, local_id, bucket_id)
+        move = start_move(app, local_id, bucket_id)
         _kill_mid_move(app, move, workers, count, log)
         assert bucket_digests(s3_server, bucket) == expected  # each file once, intact
         assert not [p for p in files_under(app.config["UPLOADS_DIR"]) if p.suffix != ".part"], (
@@ -425,7 +410,7 @@ def test_moves_into_a_bucket_and_back_survive_a_killed_worker(
 
         # 2. bucket -> a disk pool
         disk_id = add_pool(app, tmp_path, "disk2")
-        move = _move(app, bucket_id, disk_id)
+        move = start_move(app, bucket_id, disk_id)
         _kill_mid_move(app, move, workers, count, log)
         assert s3_server.keys(bucket) == []
         uploads = tmp_path / "disk2"
@@ -512,7 +497,7 @@ def test_a_move_between_two_buckets_verifies_every_object_and_empties_the_source
             expected.update(image_files(app, uuid))
         assert bucket_digests(s3_server, bucket) == expected
 
-        move_id = _move(app, first, second)
+        move_id = start_move(app, first, second)
         run_jobs(app)
         state = _progress(app, move_id)
         assert state["status"] == "done" and state["done"] == 2, (state, _errors(app, move_id))
